@@ -1,0 +1,278 @@
+"""params.yaml -> typed, frozen, validated run configuration.
+
+    cfg = repro.config.load("params.yaml", "256x192")          # profile from params.yaml
+    cfg = repro.config.load("params.yaml", "384x288", profile="full")
+
+Resolution: the config's own values (input size, sigma, batch, GPUs) and the published `recipe`, then the
+selected profile's overrides. An unknown key, a missing key or a wrong type is an error naming the
+dotted key and the file.
+"""
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from repro.model import CPMConfig
+
+
+class ConfigError(ValueError):
+    """A bad value in params.yaml; the message names the file and the dotted key."""
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Input/heatmap geometry and the MSRA target (spec §2.1, §2.8)."""
+
+    input_size: tuple[int, int]     # (w, h)
+    heatmap_size: tuple[int, int]   # (w, h)
+    sigma: float
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation, mmpose 1.x (spec §2.6(c)); also holds the bbox padding used at test time."""
+
+    bbox_padding: float
+    flip_prob: float
+    half_body_prob: float
+    half_body_min_total_keypoints: int
+    half_body_min_upper_keypoints: int
+    half_body_min_lower_keypoints: int
+    half_body_padding: float
+    half_body_upper_prob: float
+    shift_factor: float
+    shift_prob: float
+    scale_factor: float
+    scale_prob: float
+    rotate_factor: float
+    rotate_prob: float
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and schedule (spec §3). batch_per_gpu/gpus are resolved from the config when null."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup_iters: int
+    warmup_ratio: float
+    milestones: tuple[int, ...]
+    gamma: float
+    val_interval: int
+    batch_per_gpu: int
+    gpus: int
+    sync_bn: bool
+    amp: str
+    channels_last: bool
+    num_workers: int
+    log_interval: int
+    deterministic: bool
+    skip_corrupt_images: bool
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Test-time protocol (spec §4)."""
+
+    flip_test: bool
+    shift_heatmap: bool
+    use_gt_bbox: bool
+    det_score_thr: float
+    keypoint_score_thr: float
+    nms_thr: float
+    batch_size: int
+    amp: str
+    channels_last: bool
+    num_workers: int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the COCO-layout data lives. Synthetic data is written in the same layout as COCO."""
+
+    source: str   # coco | synthetic
+    root: str
+
+    @property
+    def train_ann(self) -> Path:
+        return Path(self.root) / "annotations" / "person_keypoints_train2017.json"
+
+    @property
+    def val_ann(self) -> Path:
+        return Path(self.root) / "annotations" / "person_keypoints_val2017.json"
+
+    @property
+    def train_images(self) -> Path:
+        return Path(self.root) / "train2017"
+
+    @property
+    def val_images(self) -> Path:
+        return Path(self.root) / "val2017"
+
+    @property
+    def det_file(self) -> Path:
+        return Path(self.root) / "person_detection_results" / "COCO_val2017_detections_AP_H_56_person.json"
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and seed of the generated synthetic COCO-format data set."""
+
+    train_images: int = 400
+    val_images: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one train/evaluate run of one input size needs."""
+
+    name: str          # "256x192" or "384x288"
+    profile: str
+    seed: int
+    data: DataConfig
+    synthetic: SyntheticConfig
+    model: CPMConfig
+    codec: CodecConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (tuples as lists), for MLflow params and the resolved-config file."""
+        return _plain(dataclasses.asdict(self))
+
+
+PROFILES = ("smoke", "full")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in (override or {}).items():
+        out[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+def _coerce(value, annotation, key: str):
+    """Check one value against its dataclass annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {value!r}")
+        item_type = args[0]
+        return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if type(value) is not annotation:
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation}")  # a bug in this module, not in the file
+
+
+def build(cls, mapping: dict, key: str):
+    """Build dataclass `cls` from `mapping`, naming `key.field` in every error."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {mapping!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(f'{key}.{u}' for u in unknown)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        if name not in mapping:
+            if field.default is dataclasses.MISSING:
+                raise ConfigError(f"{key}.{name}: missing")
+            continue
+        values[name] = _coerce(mapping[name], hints[name], f"{key}.{name}")
+    return cls(**values)
+
+
+def read_params(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such params file")
+    with open(path) as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return params
+
+
+def load(path="params.yaml", name: str = "256x192", profile: str | None = None) -> RunConfig:
+    """Resolve one config (`name`, e.g. "256x192") under one profile (default: params.yaml's `profile`)."""
+    params = read_params(path)
+    try:
+        return resolve(params, name, profile)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
+    """Like `load`, from an already-parsed params mapping."""
+    for top in ("profile", "seed", "configs", "recipe", "profiles"):
+        if top not in params:
+            raise ConfigError(f"{top}: missing")
+    profile = profile or os.environ.get("REPRO_PROFILE") or params["profile"]
+    if profile not in PROFILES or profile not in params["profiles"]:
+        raise ConfigError(f"profile: {profile!r} is not one of {PROFILES}")
+    if name not in params["configs"]:
+        raise ConfigError(f"configs: no config {name!r} (have {sorted(params['configs'])})")
+    size = dict(params["configs"][name])
+    overrides = params["profiles"][profile] or {}
+    unknown = sorted(set(overrides) - {"data", "synthetic", "model", "augment", "train", "eval"})
+    if unknown:
+        raise ConfigError(f"profiles.{profile}: unknown key(s) {unknown}")
+    section = lambda s: _merge(params["recipe"].get(s, {}), overrides.get(s, {}))  # noqa: E731
+
+    train = section("train")
+    for item in ("batch_per_gpu", "gpus"):
+        if train.get(item) is None:
+            train[item] = size.get(item)
+    codec = {k: size.get(k) for k in ("input_size", "heatmap_size", "sigma")}
+    unknown = sorted(set(size) - {"input_size", "heatmap_size", "sigma", "batch_per_gpu", "gpus"})
+    if unknown:
+        raise ConfigError(f"configs.{name}: unknown key(s) {unknown}")
+
+    cfg = RunConfig(
+        name=name, profile=profile, seed=_coerce(params["seed"], int, "seed"),
+        data=build(DataConfig, overrides.get("data", {}), f"profiles.{profile}.data"),
+        synthetic=build(SyntheticConfig, overrides.get("synthetic", {}), f"profiles.{profile}.synthetic"),
+        model=build(CPMConfig, section("model"), "model"),
+        codec=build(CodecConfig, codec, f"configs.{name}"),
+        augment=build(AugmentConfig, section("augment"), "augment"),
+        train=build(TrainConfig, train, "train"),
+        eval=build(EvalConfig, section("eval"), "eval"),
+    )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: RunConfig):
+    (w, h), (hw, hh) = cfg.codec.input_size, cfg.codec.heatmap_size
+    if w != 8 * hw or h != 8 * hh:
+        raise ConfigError(f"configs.{cfg.name}: heatmap_size {cfg.codec.heatmap_size} must be input_size / 8")
+    if cfg.data.source not in ("coco", "synthetic"):
+        raise ConfigError(f"profiles.{cfg.profile}.data.source: {cfg.data.source!r} is not coco or synthetic")
+    for key, mode in (("train.amp", cfg.train.amp), ("eval.amp", cfg.eval.amp)):
+        if mode not in AMP_MODES:
+            raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
+    if list(cfg.train.milestones) != sorted(cfg.train.milestones):
+        raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
