@@ -92,7 +92,10 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the COCO-layout data lives. Synthetic data is written in the same layout as COCO."""
+    """Where the COCO-layout data lives. Synthetic data is written in the same layout as COCO.
+
+    The root is data/<profile> (the DVC out of the `data` stage), so switching profiles never mixes data.
+    """
 
     source: str   # coco | synthetic
     root: str
@@ -253,7 +256,8 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
 
     cfg = RunConfig(
         name=name, profile=profile, seed=_coerce(params["seed"], int, "seed"),
-        data=build(DataConfig, overrides.get("data", {}), f"profiles.{profile}.data"),
+        data=build(DataConfig, {"root": f"data/{profile}", **overrides.get("data", {})},
+                   f"profiles.{profile}.data"),
         synthetic=build(SyntheticConfig, overrides.get("synthetic", {}), f"profiles.{profile}.synthetic"),
         model=build(CPMConfig, section("model"), "model"),
         codec=build(CodecConfig, codec, f"configs.{name}"),
@@ -276,3 +280,12 @@ def _validate(cfg: RunConfig):
             raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
     if list(cfg.train.milestones) != sorted(cfg.train.milestones):
         raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
+
+
+PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+
+
+def published(path=PUBLISHED_PATH) -> dict:
+    """The published table (repro/published.yaml): numbers, checkpoints, recipe, sources, tolerances."""
+    with open(path) as f:
+        return yaml.safe_load(f)

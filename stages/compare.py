@@ -1,0 +1,24 @@
+"""DVC stage `compare`: every metrics file against the published table -> verdicts, reports, plots.
+
+Writes reports/comparison.md, reports/comparison.json (DVC metrics), reports/plots/ (DVC plot data
+and PNGs) and an MLflow run carrying the verdicts.
+
+    python -m stages.compare
+"""
+import argparse
+from pathlib import Path
+
+from repro import compare, config, tracking
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    cfg = config.load(args.params)
+    summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
+    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"))
+
+
+if __name__ == "__main__":
+    main()

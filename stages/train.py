@@ -1,0 +1,24 @@
+"""DVC stage `train@<config>`: train one input size with the profile's recipe.
+
+One worker runs in this process; several (REPRO_NPROC, or every visible GPU) run under torchrun.
+Writes models/<config>/{best.pth, last.pth, metrics.json, val_history.csv, train_log.jsonl, config.yaml}.
+
+    python -m stages.train --config 256x192 --out models/256x192
+"""
+import argparse
+
+from repro import launch, train
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--config", required=True, help="input size, a key of params.yaml configs")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    launch.run("repro.train", ["--params", args.params, "--config", args.config, "--out", args.out],
+               train.main)
+
+
+if __name__ == "__main__":
+    main()
