@@ -1,0 +1,261 @@
+"""COCO top-down person dataset: one item per person box (GT boxes or detections), spec §2.2-§2.4.
+
+    train = TopDownCocoDataset(cfg.data.train_ann, cfg.data.train_images, cfg.codec, cfg.augment,
+                               is_training=True, seed=cfg.seed)
+    train.set_epoch(epoch)          # each epoch; sample i draws from default_rng([seed, epoch, i])
+    val = TopDownCocoDataset(cfg.data.val_ann, cfg.data.val_images, cfg.codec, cfg.augment,
+                             is_training=False, det_file=cfg.data.det_file)
+
+Training items: {"img" (3,H,W), "heatmaps" (K,h,w), "weights" (K,), "index"}. Evaluation items:
+{"img", "center" (2,), "scale" (2,) aspect-fixed, "bbox" (4,) xywh, "bbox_score", "image_id", "index"}.
+Bad files raise DatasetError naming the file and the entry.
+"""
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from repro.codec import encode
+from repro.config import AugmentConfig, CodecConfig
+from repro.skeleton import NUM_KEYPOINTS
+from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
+from repro.transforms import affine_crop, warp_matrix
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A missing or malformed annotation, detection or image file; the message names file and entry."""
+
+
+def _read_json(path: Path, what: str):
+    if not path.is_file():
+        raise DatasetError(f"{path}: {what} not found")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
+
+
+def load_coco_keypoints(ann_file) -> tuple[list[dict], list[dict]]:
+    """Read a COCO keypoint file; returns (images, person annotations), checked for the fields used."""
+    path = Path(ann_file)
+    data = _read_json(path, "annotation file")
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: not COCO keypoint JSON (top level is {type(data).__name__}, not an object)")
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise DatasetError(f"{path}: not COCO keypoint JSON (missing key(s) {', '.join(missing)})")
+    person = [c for c in data["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    if not person:
+        raise DatasetError(f"{path}: not COCO keypoint JSON (no category has 'keypoints')")
+    if len(person[0]["keypoints"]) != NUM_KEYPOINTS:
+        raise DatasetError(f"{path}: category {person[0].get('id')!r} has {len(person[0]['keypoints'])} "
+                           f"keypoints, expected {NUM_KEYPOINTS}")
+    for i, img in enumerate(data["images"]):
+        for key, kind in (("id", int), ("file_name", str), ("width", int), ("height", int)):
+            if not isinstance(img, dict) or not isinstance(img.get(key), kind):
+                raise DatasetError(f"{path}: images[{i}]: field '{key}' missing or not {kind.__name__}")
+    cat_id = person[0].get("id", 1)
+    anns = [a for a in data["annotations"] if isinstance(a, dict) and a.get("category_id", cat_id) == cat_id]
+    for i, ann in enumerate(anns):
+        if not isinstance(ann.get("keypoints"), list) or len(ann["keypoints"]) != 3 * NUM_KEYPOINTS:
+            raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: 'keypoints' missing or not "
+                               f"{3 * NUM_KEYPOINTS} numbers")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: 'bbox' missing or not 4 numbers")
+    return data["images"], anns
+
+
+def gt_instances(images: list[dict], anns: list[dict]) -> dict[str, np.ndarray]:
+    """Top-down instances from GT boxes with the 1.x filtering (spec §2.3); images in file order."""
+    index = {img["id"]: i for i, img in enumerate(images)}
+    by_image: dict[int, list[dict]] = {}
+    for ann in anns:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    rows = []
+    for img in images:
+        w, h = img["width"], img["height"]
+        for ann in by_image.get(img["id"], []):
+            x, y, bw, bh = ann["bbox"]
+            box = np.array([np.clip(x, 0, w - 1), np.clip(y, 0, h - 1),
+                            np.clip(x + bw, 0, w - 1), np.clip(y + bh, 0, h - 1)], np.float32)
+            kpts = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+            num = ann.get("num_keypoints", np.count_nonzero(kpts[:, :2].max(axis=1)))
+            if ann.get("iscrowd", 0) or num == 0 or box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                continue
+            if kpts[:, :2].max() <= 0:
+                continue
+            rows.append((index[img["id"]], box, kpts[:, :2], np.minimum(1, kpts[:, 2]), 1.0, ann.get("id", -1)))
+    return _stack(rows)
+
+
+def _stack(rows) -> dict[str, np.ndarray]:
+    K = NUM_KEYPOINTS
+    return {
+        "image_index": np.array([r[0] for r in rows], np.int64),
+        "bbox": np.array([r[1] for r in rows], np.float32).reshape(-1, 4),             # xyxy
+        "keypoints": np.array([r[2] for r in rows], np.float32).reshape(-1, K, 2),
+        "visible": np.array([r[3] for r in rows], np.float32).reshape(-1, K),
+        "bbox_score": np.array([r[4] for r in rows], np.float32),
+        "ann_id": np.array([r[5] for r in rows], np.int64),
+    }
+
+
+def _check_det(entry, i: int, path: Path):
+    if not isinstance(entry, dict):
+        raise DatasetError(f"{path}: entry {i}: not an object")
+    number = (int, float)
+    for key, ok in (("image_id", lambda v: isinstance(v, int)), ("category_id", lambda v: isinstance(v, int)),
+                    ("score", lambda v: isinstance(v, number)),
+                    ("bbox", lambda v: isinstance(v, list) and len(v) == 4
+                     and all(isinstance(b, number) and not isinstance(b, bool) for b in v))):
+        if key not in entry:
+            raise DatasetError(f"{path}: entry {i}: field '{key}' missing")
+        if isinstance(entry[key], bool) or not ok(entry[key]):
+            raise DatasetError(f"{path}: entry {i}: field '{key}' has a wrong type or shape: {entry[key]!r}")
+
+
+def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[str, np.ndarray]:
+    """Instances from a detection results file (spec §2.4): category 1, score >= score_thr, boxes unclipped."""
+    path = Path(det_file)
+    dets = _read_json(path, "detection file")
+    if not isinstance(dets, list):
+        raise DatasetError(f"{path}: detection file must be a JSON list of {{image_id, category_id, bbox, score}}")
+    index = {img["id"]: i for i, img in enumerate(images)}
+    rows = []
+    for i, det in enumerate(dets):
+        _check_det(det, i, path)
+        if det["image_id"] not in index:
+            raise DatasetError(f"{path}: entry {i}: image_id {det['image_id']} is not in the annotation file")
+        if det["category_id"] != 1 or det["score"] < score_thr:
+            continue
+        xywh = np.asarray(det["bbox"], np.float32)
+        box = np.concatenate([xywh[:2], xywh[:2] + xywh[2:]])   # no -1, no clipping
+        rows.append((index[det["image_id"]], box, np.zeros((NUM_KEYPOINTS, 2), np.float32),
+                     np.ones(NUM_KEYPOINTS, np.float32), det["score"], -1))
+    return _stack(rows)
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """Decode an image with cv2 (BGR uint8, EXIF orientation applied); DatasetError if missing or corrupt."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: image not found")
+    data = np.fromfile(path, np.uint8)
+    raw = data.tobytes()
+    # cv2 decodes a truncated JPEG with only a warning; no end-of-image marker after the last scan means cut off.
+    if raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
+        raise DatasetError(f"{path}: corrupt image (truncated JPEG)")
+    img = cv2.imdecode(data, flags)
+    if img is None:
+        raise DatasetError(f"{path}: corrupt image (cv2 cannot decode it)")
+    return img
+
+
+def reduction_factor(crop_scale_w: float, input_w: int, min_ratio: float) -> int:
+    """Largest k in (4, 2) with crop_scale_w / input_w >= min_ratio·k, else 1 (full-resolution decode)."""
+    ratio = crop_scale_w / input_w
+    return next((k for k in (4, 2) if ratio >= min_ratio * k), 1)
+
+
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+
+
+def reduced_crop(path: Path, geom: Geometry, img_width: int, codec: CodecConfig, min_ratio: float):
+    """Crop from a 1/k-decoded JPEG (k from `reduction_factor`), flip folded into the matrix.
+
+    Pixel i of the reduced image covers full pixels k·i .. k·i+k-1, so it sits at x = k·i + (k-1)/2.
+    Returns (crop, M) with M the full-resolution image -> crop matrix (for keypoints).
+    """
+    k = reduction_factor(float(geom.scale[0]), codec.input_size[0], min_ratio)
+    img = read_image(path, _REDUCED_FLAGS[k])
+    m = warp_matrix(geom.center, geom.scale, geom.rotation, codec.input_size).astype(np.float64)
+    m3 = np.vstack([m, [0, 0, 1]])
+    flip = np.array([[-1, 0, img_width - 1], [0, 1, 0], [0, 0, 1]], np.float64) if geom.flip else np.eye(3)
+    unreduce = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1]], np.float64)
+    return affine_crop(img, (m3 @ flip @ unreduce)[:2], codec.input_size), m.astype(np.float32)
+
+
+class TopDownCocoDataset(torch.utils.data.Dataset):
+    """One item per person instance of a COCO keypoint file (GT boxes) or of a detection file.
+
+    Args:
+        ann_file: COCO person_keypoints JSON.
+        image_dir: directory holding the images named by `file_name`.
+        codec, augment: crop geometry / target and the training augmentation (augment.bbox_padding is
+            also the test-time padding).
+        is_training: augment and return targets; otherwise plain crops with center/scale/score.
+        det_file: detection results (evaluation only); None means GT boxes.
+        det_score_thr: keep detections with score >= this (published: 0.0).
+        seed: base seed; sample i of epoch e draws from np.random.default_rng([seed, e, i]).
+        skip_corrupt: training only: replace an unreadable image by the next readable index (counted in
+            `skipped` of this process, logged) instead of raising.
+        reduced_decode: decode JPEGs at 1/2 or 1/4 resolution when the crop shrinks the image by at least
+            `reduced_min_ratio`·k (faster, not bit-identical; off by default = faithful).
+    """
+
+    def __init__(self, ann_file, image_dir, codec: CodecConfig, augment: AugmentConfig, *, is_training: bool,
+                 det_file=None, det_score_thr: float = 0.0, seed: int = 0, skip_corrupt: bool = False,
+                 reduced_decode: bool = False, reduced_min_ratio: float = 2.0):
+        if is_training and det_file is not None:
+            raise ValueError("det_file is for evaluation only; training uses GT boxes")
+        self.image_dir = Path(image_dir)
+        self.codec, self.augment, self.is_training = codec, augment, is_training
+        self.seed, self.epoch = seed, 0
+        self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
+        self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
+        self.images, anns = load_coco_keypoints(ann_file)
+        self.instances = (det_instances(det_file, self.images, det_score_thr) if det_file is not None
+                          else gt_instances(self.images, anns))
+        self.transform = build_transforms(codec, augment, is_training)
+
+    def __len__(self) -> int:
+        return len(self.instances["image_index"])
+
+    def set_epoch(self, epoch: int):
+        """Select the augmentation draws of `epoch` (call each epoch, like sampler.set_epoch)."""
+        self.epoch = epoch
+
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self.images[self.instances["image_index"][index]]["file_name"]
+
+    def __getitem__(self, index: int) -> dict:
+        if not self.skip_corrupt:
+            return self._item(index)
+        for step in range(len(self)):
+            j = (index + step) % len(self)
+            try:
+                return self._item(j)
+            except DatasetError as e:
+                self.skipped += 1
+                log.warning("skipping instance %d (skipped so far in this process: %d): %s", j, self.skipped, e)
+        raise DatasetError(f"{self.image_dir}: no readable image for any instance")
+
+    def _item(self, index: int) -> dict:
+        inst = {k: v[index] for k, v in self.instances.items()}
+        image = self.images[inst["image_index"]]
+        center, scale = bbox_xyxy_to_center_scale(inst["bbox"], self.augment.bbox_padding)
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.is_training else None
+        if self.reduced_decode:
+            geom = self.transform.geometry(center, scale, inst["keypoints"], inst["visible"], image["width"], rng)
+            patch, m = reduced_crop(self.image_path(index), geom, image["width"], self.codec,
+                                    self.reduced_min_ratio)
+            out_img, keypoints = to_tensor(patch), transform_points(geom.keypoints, m)
+            visible, out_center, out_scale = geom.visible, geom.center, geom.scale
+        else:
+            t = self.transform(read_image(self.image_path(index)), center, scale, inst["keypoints"],
+                               inst["visible"], rng)
+            out_img, keypoints, visible, out_center, out_scale = t.img, t.keypoints, t.visible, t.center, t.scale
+        if self.is_training:
+            heatmaps, weights = encode(keypoints, visible, self.codec)
+            return {"img": out_img, "heatmaps": torch.from_numpy(heatmaps), "weights": torch.from_numpy(weights),
+                    "index": index}
+        x1, y1, x2, y2 = inst["bbox"]
+        return {"img": out_img, "center": torch.from_numpy(out_center), "scale": torch.from_numpy(out_scale),
+                "bbox": torch.tensor([x1, y1, x2 - x1, y2 - y1]), "bbox_score": float(inst["bbox_score"]),
+                "image_id": int(image["id"]), "index": index}
