@@ -1,0 +1,74 @@
+"""params.yaml -> RunConfig: resolution per profile, and errors that name the bad key."""
+import copy
+
+import pytest
+import yaml
+
+from repro import config
+from repro.model import CPMConfig
+from tests.conftest import REPO
+
+PARAMS = REPO / "params.yaml"
+
+
+@pytest.fixture
+def params():
+    return config.read_params(PARAMS)
+
+
+@pytest.mark.parametrize("name,input_size,heatmap_size,sigma,batch", [
+    ("256x192", (192, 256), (24, 32), 2.0, 64), ("384x288", (288, 384), (36, 48), 3.0, 32)])
+def test_full_profile_is_the_published_recipe(name, input_size, heatmap_size, sigma, batch):
+    cfg = config.load(PARAMS, name, profile="full")
+    assert cfg.model == CPMConfig()
+    assert (cfg.codec.input_size, cfg.codec.heatmap_size, cfg.codec.sigma) == (input_size, heatmap_size, sigma)
+    assert (cfg.train.batch_per_gpu, cfg.train.gpus, cfg.train.epochs) == (batch, 8, 210)
+    assert (cfg.train.lr, cfg.train.warmup_iters, cfg.train.milestones) == (5e-4, 500, (170, 200))
+    assert cfg.data.source == "coco" and cfg.data.root == "data/full"
+
+
+def test_params_recipe_matches_published_yaml():
+    # The "closed" check compares against published.yaml; params.yaml's recipe must start out equal.
+    recipe, published = config.read_params(PARAMS)["recipe"], config.published()["recipe"]
+    assert recipe["model"] == published["model"]
+    for key, value in published["train"].items():
+        assert recipe["train"][key] == value, key
+
+
+def test_smoke_profile_is_a_narrow_member_of_the_family():
+    cfg = config.load(PARAMS, "256x192", profile="smoke")
+    assert cfg.data.source == "synthetic" and cfg.data.root == "data/smoke"
+    assert cfg.model.feat_channels < CPMConfig().feat_channels
+    assert cfg.codec.sigma == 2.0  # the per-config values are not overridden by the profile
+
+
+def test_resolved_config_round_trips_through_yaml():
+    cfg = config.load(PARAMS, "384x288")
+    assert yaml.safe_load(yaml.safe_dump(cfg.to_dict()))["codec"]["input_size"] == [288, 384]
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda p: p["recipe"]["train"].update(lr="fast"), "train.lr: expected float"),
+    (lambda p: p["recipe"]["train"].update(learning_rate=1e-3), "train.learning_rate"),
+    (lambda p: p["recipe"]["train"].pop("weight_decay"), "train.weight_decay: missing"),
+    (lambda p: p["profiles"]["smoke"]["model"].update(feat_channels=8.5), "model.feat_channels: expected int"),
+    (lambda p: p["configs"]["256x192"].update(heatmap_size=[24, 30]), "must be input_size / 8"),
+    (lambda p: p["configs"]["256x192"].update(input_size=[192]), "configs.256x192.input_size: expected 2 items"),
+    (lambda p: p.update(profile="medium"), "profile: 'medium'"),
+    (lambda p: p["recipe"]["train"].update(amp="int8"), "train.amp: 'int8'"),
+    (lambda p: p["profiles"]["smoke"]["train"].update(milestones=[9, 8]), "train.milestones"),
+    (lambda p: p.pop("recipe"), "recipe: missing"),
+])
+def test_bad_params_name_the_key_and_the_file(tmp_path, params, mutate, message):
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path, "256x192")
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_config_name_is_an_error():
+    with pytest.raises(config.ConfigError, match="no config '512x384'"):
+        config.load(PARAMS, "512x384")
