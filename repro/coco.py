@@ -119,6 +119,10 @@ def _check_det(entry, i: int, path: Path):
             raise DatasetError(f"{path}: entry {i}: field '{key}' missing")
         if isinstance(entry[key], bool) or not ok(entry[key]):
             raise DatasetError(f"{path}: entry {i}: field '{key}' has a wrong type or shape: {entry[key]!r}")
+    # json reads NaN/Infinity literals; the published protocol (score >= 0) does not define them.
+    if not np.isfinite([entry["score"], *entry["bbox"]]).all():
+        raise DatasetError(f"{path}: entry {i}: non-finite score or bbox: score {entry['score']!r}, "
+                           f"bbox {entry['bbox']!r}")
 
 
 def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[str, np.ndarray]:
@@ -209,6 +213,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
         self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
+        self.ann_file = Path(ann_file)   # the ground truth for evaluation (repro.evaluate)
         self.images, anns = load_coco_keypoints(ann_file)
         self.instances = (det_instances(det_file, self.images, det_score_thr) if det_file is not None
                           else gt_instances(self.images, anns))
