@@ -1,0 +1,250 @@
+"""Transforms: center/scale, the §2.7 matrix against cv2's 3-point construction, crop pixel content,
+the 1.x augmentation's draws and probabilities."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from repro import transforms as T
+from repro.config import AugmentConfig, CodecConfig
+from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
+
+SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
+# spec §2.6(c) defaults, as in params.yaml's recipe
+AUG = AugmentConfig(bbox_padding=1.25, flip_prob=0.5, half_body_prob=0.3, half_body_min_total_keypoints=9,
+                    half_body_min_upper_keypoints=2, half_body_min_lower_keypoints=3, half_body_padding=1.5,
+                    half_body_upper_prob=0.7, shift_factor=0.16, shift_prob=0.3, scale_factor=0.5, scale_prob=1.0,
+                    rotate_factor=80.0, rotate_prob=0.6)
+
+
+@pytest.fixture(params=sorted(SIZES))
+def codec(request) -> CodecConfig:
+    return SIZES[request.param]
+
+
+def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
+    return abs(count - n * p) <= sigmas * np.sqrt(n * p * (1 - p))
+
+
+def test_augment_config_matches_params_yaml():
+    from pathlib import Path
+    from repro.config import load
+    assert load(Path(__file__).resolve().parents[2] / "params.yaml", "256x192", profile="full").augment == AUG
+
+
+def test_bbox_to_center_scale_hand_computed():
+    c, s = T.bbox_xyxy_to_center_scale([10, 20, 110, 220], 1.25)
+    np.testing.assert_array_equal(c, [60, 120])
+    np.testing.assert_array_equal(s, [125, 250])
+
+
+def test_fix_aspect_ratio_enlarges_the_short_side():
+    out = T.fix_aspect_ratio([[125, 250], [300, 100], [150, 200]], 0.75)
+    np.testing.assert_allclose(out, [[187.5, 250], [300, 400], [150, 200]])
+
+
+def mmpose_style_matrix(center, scale, rot, size):
+    """Independent reference: three point pairs (centre, centre + rotated half-width, a third point at 90°)
+    through cv2.getAffineTransform, as mmpose's get_warp_matrix builds it."""
+    def third(a, b):
+        d = a - b
+        return b + np.array([-d[1], d[0]])
+    t = np.deg2rad(rot)
+    src_dir = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ np.array([-0.5 * scale[0], 0.0])
+    w, h = size
+    src = np.array([center, center + src_dir, [0, 0]], np.float32)
+    dst = np.array([[w / 2, h / 2], [w / 2 - w / 2, h / 2], [0, 0]], np.float32)
+    src[2], dst[2] = third(src[0], src[1]), third(dst[0], dst[1])
+    return cv2.getAffineTransform(src, dst)
+
+
+def test_warp_matrix_equals_the_three_point_construction(codec):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = rng.uniform(-100, 700, 2)
+        s = T.fix_aspect_ratio(rng.uniform(5, 900, 2), codec.input_size[0] / codec.input_size[1])
+        r = rng.uniform(-80, 80) if rng.random() < 0.7 else 0.0
+        m = T.warp_matrix(c, s, r, codec.input_size)
+        ref = mmpose_style_matrix(c, s, r, codec.input_size)
+        assert m.dtype == np.float32
+        np.testing.assert_allclose(m[:, :2], ref[:, :2], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(m[:, 2], ref[:, 2], rtol=1e-4, atol=2e-3)
+
+
+def test_warp_matrix_hand_computed():
+    m = T.warp_matrix([100, 50], [96, 128], 0.0, (192, 256))   # k = 2, centre -> (96, 128)
+    np.testing.assert_allclose(m, [[2, 0, 96 - 200], [0, 2, 128 - 100]])
+    m = T.warp_matrix([0, 0], [192, 256], 90.0, (192, 256))    # +90°: image +y goes to crop +x
+    np.testing.assert_allclose(T.transform_points([[0, 10]], m), [[106, 128]], atol=1e-4)
+
+
+def test_transform_points_matches_cv2_transform():
+    rng = np.random.default_rng(1)
+    m = T.warp_matrix([300, 200], [150, 200], 33.0, (192, 256))
+    pts = rng.uniform(0, 600, (NUM_KEYPOINTS, 2)).astype(np.float32)
+    np.testing.assert_allclose(T.transform_points(pts, m), cv2.transform(pts[None], m)[0], atol=1e-3)
+
+
+def test_affine_crop_samples_the_source_at_inverse_matrix_with_no_half_pixel_offset(codec):
+    """A float image whose channels hold x and y: bilinear sampling of a linear function is exact, so each
+    crop pixel reports the source point it sampled; it must be M^-1 · (i, j) (cv2 quantises to 1/32 px)."""
+    h, w = 400, 600
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.dstack([xs, ys, np.zeros_like(xs)])
+    m = T.warp_matrix([310.3, 190.7], T.fix_aspect_ratio([200, 150], 0.75), 27.0, codec.input_size)
+    out = T.affine_crop(img, m, codec.input_size)
+    W, H = codec.input_size
+    jj, ii = np.mgrid[0:H, 0:W]
+    inv = cv2.invertAffineTransform(m.astype(np.float64))
+    src = T.transform_points(np.stack([ii, jj], -1).reshape(-1, 2), inv).reshape(H, W, 2)
+    inside = (src[..., 0] >= 0) & (src[..., 0] <= w - 1) & (src[..., 1] >= 0) & (src[..., 1] <= h - 1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(out[inside][:, :2], src[inside], atol=1 / 32 + 1e-3)
+    assert (out[~inside & ((src[..., 0] < -1) | (src[..., 1] < -1))] == 0).all()   # constant-0 border
+
+
+def blob_image(h, w, point, sigma=4.0):
+    ys, xs = np.mgrid[0:h, 0:w]
+    g = np.exp(-((xs - point[0]) ** 2 + (ys - point[1]) ** 2) / (2 * sigma ** 2))
+    return np.repeat((255 * g).round().astype(np.uint8)[..., None], 3, axis=2)
+
+
+def centroid(gray):
+    ys, xs = np.mgrid[0:gray.shape[0], 0:gray.shape[1]]
+    g = gray.astype(np.float64)
+    return np.array([(g * xs).sum() / g.sum(), (g * ys).sum() / g.sum()])
+
+
+def test_a_bright_dot_lands_where_the_matrix_sends_it(codec):
+    p = np.array([250.0, 180.0])
+    img = blob_image(360, 480, p, sigma=6.0)
+    c, s = T.bbox_xyxy_to_center_scale([180, 60, 330, 330], 1.25)
+    for rot in (0.0, 35.0, -70.0):
+        m = T.warp_matrix(c, T.fix_aspect_ratio(s, 0.75), rot, codec.input_size)
+        crop = T.affine_crop(img, m, codec.input_size)
+        np.testing.assert_allclose(centroid(crop[..., 0]), T.transform_points(p[None], m)[0], atol=0.1)
+
+
+def test_training_crop_keypoints_follow_the_pixels_through_flip_and_augmentation(codec):
+    """A blob drawn at keypoint 5 (left_shoulder) must be found at the output keypoint 5, or at 6 after a
+    flip (the mirrored left shoulder becomes the right one)."""
+    kp = np.array([[200 + 3 * i, 120 + 9 * i] for i in range(NUM_KEYPOINTS)], np.float32)
+    img = blob_image(360, 480, kp[5], sigma=6.0)
+    tf = T.build_transforms(codec, AUG, is_training=True)
+    c, s = T.bbox_xyxy_to_center_scale([150, 100, 300, 300], 1.25)
+    flips = checked = 0
+    for seed in range(12):
+        out = tf(img, c, s, kp, np.ones(NUM_KEYPOINTS), np.random.default_rng(seed))
+        k = 6 if out.flip else 5
+        flips += out.flip
+        pixels = out.img.numpy().transpose(1, 2, 0) * T.STD_RGB + T.MEAN_RGB
+        if pixels[..., 0].max() < 100:   # augmentation pushed the blob out of the crop
+            continue
+        np.testing.assert_allclose(centroid(pixels[..., 0]), out.keypoints[k], atol=0.3)
+        checked += 1
+    assert 0 < flips < 12 and checked >= 6
+
+
+def test_to_tensor_is_rgb_normalised():
+    crop = np.zeros((2, 3, 3), np.uint8)
+    crop[0, 0] = (0, 0, 255)   # BGR red
+    t = T.to_tensor(crop)
+    assert t.shape == (3, 2, 3) and t.dtype == torch.float32
+    assert t[0, 0, 0].item() == pytest.approx((255 - 123.675) / 58.395, rel=1e-6)
+    assert t[2, 0, 0].item() == pytest.approx(-103.53 / 57.375, rel=1e-6)
+
+
+def test_truncnorm_range_and_moments_match_scipy():
+    v = T.truncnorm(np.random.default_rng(0), 200_000)
+    assert v.dtype == np.float32 and v.min() >= -1 and v.max() <= 1
+    ref = stats.truncnorm(-1, 1)
+    assert abs(v.mean()) < 4 * np.sqrt(ref.var() / v.size)
+    assert v.var() == pytest.approx(ref.var(), rel=0.01)   # 0.2911
+    assert stats.kstest(v, ref.cdf).pvalue > 1e-4
+
+
+def test_flip_keypoints_mirrors_and_swaps():
+    kp = np.arange(NUM_KEYPOINTS * 2, dtype=np.float32).reshape(NUM_KEYPOINTS, 2)
+    vis = np.zeros(NUM_KEYPOINTS)
+    vis[1] = 1   # left eye visible
+    out, v = T.flip_keypoints(kp, vis, 100)
+    assert out[2].tolist() == [100 - 1 - kp[1, 0], kp[1, 1]] and v[2] == 1 and v[1] == 0
+    assert out[0].tolist() == [99 - kp[0, 0], kp[0, 1]]
+    assert list(FLIP_INDICES[:3]) == [0, 2, 1]
+
+
+def test_half_body_box_hand_computed():
+    kp = np.zeros((NUM_KEYPOINTS, 2), np.float32)
+    kp[3], kp[4] = (0, 0), (10, 20)
+    c, s = T.half_body_box(kp, [3, 4], 1.5)
+    np.testing.assert_array_equal(c, [5, 10])
+    np.testing.assert_array_equal(s, [15, 30])
+
+
+def vis_with(upper: int, lower: int) -> np.ndarray:
+    v = np.zeros(NUM_KEYPOINTS)
+    v[:upper] = 1
+    v[11:11 + lower] = 1
+    return v
+
+
+@pytest.mark.parametrize("upper, lower, p_apply, p_upper", [
+    (11, 6, 0.3, 0.7),    # both halves qualify: upper with 0.7
+    (11, 2, 0.3, 1.0),    # lower has < 3: always upper
+    (8, 0, 0.0, None),    # 8 visible < 9: never
+    (3, 6, 0.3, 0.7),
+])
+def test_half_body_probabilities(upper, lower, p_apply, p_upper):
+    rng, n = np.random.default_rng(0), 6000
+    picks = [T.half_body_ids(vis_with(upper, lower), AUG, rng) for _ in range(n)]
+    applied = [p for p in picks if p is not None]
+    assert within_binomial(len(applied), n, p_apply) if p_apply else not applied
+    if p_upper is not None:
+        n_upper = sum(p == list(range(upper)) for p in applied)
+        assert within_binomial(n_upper, len(applied), p_upper) if p_upper < 1 else n_upper == len(applied)
+
+
+def test_bbox_transform_probabilities_and_ranges():
+    rng, n = np.random.default_rng(1), 6000
+    draws = [T.bbox_transform_params(AUG, rng) for _ in range(n)]
+    offsets = np.array([d[0] for d in draws])
+    scales = np.array([d[1] for d in draws])
+    rots = np.array([d[2] for d in draws])
+    assert within_binomial(int((offsets != 0).any(1).sum()), n, 0.3)
+    assert within_binomial(int((rots != 0).sum()), n, 0.6)
+    assert (scales != 1).all() and scales.min() >= 0.5 and scales.max() <= 1.5
+    assert np.abs(offsets).max() <= 0.16 + 1e-7 and np.abs(rots).max() <= 80
+    assert np.abs(rots[rots != 0]).max() > 70 and scales.min() < 0.6   # truncnorm reaches near its ends
+
+
+def test_sample_augmentation_flip_probability_and_determinism(codec):
+    kp = np.random.default_rng(2).uniform(100, 300, (NUM_KEYPOINTS, 2)).astype(np.float32)
+    c, s = T.bbox_xyxy_to_center_scale([100, 100, 300, 300], 1.25)
+    n = 4000
+    geoms = [T.sample_augmentation(c, s, kp, np.ones(NUM_KEYPOINTS), 640, AUG, codec, np.random.default_rng([7, i]))
+             for i in range(n)]
+    assert within_binomial(sum(g.flip for g in geoms), n, 0.5)
+    assert within_binomial(sum(g.rotation != 0 for g in geoms), n, 0.6)
+    for g in geoms[:50]:
+        assert g.scale[0] / g.scale[1] == pytest.approx(codec.input_size[0] / codec.input_size[1], rel=1e-6)
+    again = T.sample_augmentation(c, s, kp, np.ones(NUM_KEYPOINTS), 640, AUG, codec, np.random.default_rng([7, 5]))
+    assert again.rotation == geoms[5].rotation and np.array_equal(again.center, geoms[5].center)
+
+
+def test_flipped_center_is_mirrored():
+    no_aug = AugmentConfig(**{**AUG.__dict__, "flip_prob": 1.0, "half_body_prob": 0.0, "shift_prob": 0.0,
+                              "scale_prob": 0.0, "rotate_prob": 0.0})
+    g = T.sample_augmentation([100.0, 50.0], [40.0, 80.0], np.zeros((NUM_KEYPOINTS, 2)), np.zeros(NUM_KEYPOINTS),
+                              640, no_aug, SIZES["256x192"], np.random.default_rng(0))
+    assert g.flip and g.center.tolist() == [539.0, 50.0] and g.rotation == 0 and g.scale.tolist() == [60.0, 80.0]
+
+
+def test_test_transform_is_the_plain_aspect_fixed_crop(codec):
+    img = blob_image(300, 400, (200, 150))
+    c, s = T.bbox_xyxy_to_center_scale([150, 100, 250, 200], 1.25)
+    out = T.build_transforms(codec, AUG, is_training=False)(img, c, s, np.zeros((NUM_KEYPOINTS, 2)),
+                                                            np.ones(NUM_KEYPOINTS))
+    assert not out.flip and out.rotation == 0
+    np.testing.assert_allclose(out.scale, [125, 125 / 0.75])
+    np.testing.assert_array_equal(out.matrix, T.warp_matrix(c, out.scale, 0, codec.input_size))
