@@ -1,0 +1,333 @@
+"""MLflow records of training runs. The only module that imports mlflow (lazily: `import repro.train` stays fast).
+
+    tracker = tracking.start(cfg, out_dir, world_size=2, recipe_diff=[...])   # rank 0; others get NullTracker()
+    tracker.log_metrics({"train/loss": 0.01, "train/lr": 5e-4}, step=17)      # buffered, written in batches
+    tracker.log_artifact("models/256x192/metrics.json")
+    tracker.end("FINISHED")
+
+Store: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db (run `mlflow ui --backend-store-uri
+sqlite:///mlflow.db` in the repo root). Experiment: $MLFLOW_EXPERIMENT_NAME, else "cpm-repro". A store that
+cannot be reached fails in `check_store` within a few seconds, before any data is read.
+
+Each run carries the resolved configuration as params (dotted keys) and the context needed to rerun it:
+git commit (+ the uncommitted diff as an artifact), pip freeze, torch/CUDA/cuDNN versions, CPU and GPU
+names, world size, seed, sha256 of the annotation and detection files, the recipe status (open/closed
+with the differing items) and `repro.pipeline`, shared by every stage run of one `dvc repro`.
+"""
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "cpm-repro"
+CHECK_TIMEOUT_S = 5.0
+_BATCH = 500   # metrics per MLflow log_batch call (the API allows 1000)
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used; raised before training starts."""
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else an SQLite file in the current directory (the repo root under DVC)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    rest = uri[len("sqlite://"):]
+    if rest in ("", "/", "/:memory:"):
+        return None
+    return Path(rest[1:] if rest.startswith("/") else rest)   # sqlite:///rel or sqlite:////abs
+
+
+def check_store(uri: str, timeout: float = CHECK_TIMEOUT_S) -> None:
+    """Fail fast, with the URI in the message, when the tracking store cannot be reached.
+
+    http(s): the server must answer within `timeout` (any HTTP status counts as reachable). sqlite: the
+    database's directory must exist and the file must open. file: the directory must be creatable.
+    Other schemes are left to MLflow.
+    """
+    scheme = urllib.parse.urlparse(uri).scheme
+    hint = "set MLFLOW_TRACKING_URI to a reachable store (or unset it for ./mlflow.db)"
+    if scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass   # the server answered
+        except (urllib.error.URLError, socket.timeout, OSError) as e:
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({e}); {hint}") from None
+    elif scheme == "sqlite":
+        path = _sqlite_path(uri)
+        if path is None:
+            return
+        if not path.parent.is_dir():
+            raise TrackingError(f"MLflow store {uri}: directory {path.parent} does not exist; {hint}")
+        try:
+            sqlite3.connect(path, timeout=timeout).execute("select 1").fetchone()
+        except sqlite3.Error as e:
+            raise TrackingError(f"MLflow store {uri}: cannot open {path} ({e}); {hint}") from None
+    elif scheme in ("", "file"):
+        path = Path(urllib.parse.urlparse(uri).path if scheme else uri)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"MLflow store {uri}: cannot create {path} ({e}); {hint}") from None
+
+
+# ---------------------------------------------------------------------------------------------- context
+
+_FRESH_GROUP = uuid.uuid4().hex
+
+
+def _is_dvc(cmdline: list) -> bool:
+    """`dvc ...`, `/venv/bin/dvc ...`, `python /venv/bin/dvc ...` or `python -m dvc ...`."""
+    for i, arg in enumerate(cmdline[:3]):
+        if Path(arg).name in ("dvc", "dvc.exe") or (arg == "-m" and cmdline[i + 1:i + 2] == ["dvc"]):
+            return True
+    return False
+
+
+def pipeline_group_id() -> str:
+    """One id shared by every stage run of one `dvc repro` (the MLflow tag `repro.pipeline`).
+
+    $REPRO_PIPELINE_ID if set; else derived from the nearest ancestor dvc process (pid + start time, so a
+    recycled pid gives another id); else a fresh id for this process.
+    """
+    if os.environ.get("REPRO_PIPELINE_ID"):
+        return os.environ["REPRO_PIPELINE_ID"]
+    import psutil
+    try:
+        for proc in psutil.Process().parents():
+            try:
+                if _is_dvc(proc.cmdline()):
+                    return f"dvc-{proc.pid}-{int(proc.create_time() * 1000)}"
+            except (psutil.AccessDenied, psutil.ZombieProcess, psutil.NoSuchProcess):
+                continue
+    except psutil.Error:
+        pass
+    return _FRESH_GROUP
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _pip_freeze() -> str:
+    dists = {(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()}
+    return "".join(f"{name}=={version}\n" for name, version in sorted(dists, key=lambda x: x[0].lower()))
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_digests(cfg) -> dict:
+    """sha256 of the annotation and detection files this run reads (those that exist)."""
+    files = {"train_ann": cfg.data.train_ann, "val_ann": cfg.data.val_ann, "det_file": cfg.data.det_file}
+    return {name: sha256_file(p) for name, p in files.items() if Path(p).is_file()}
+
+
+def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
+    """Tags that say what ran, where, on what: {tag: value} (values are strings)."""
+    from repro.recipe import recipe_status
+    commit = (_git("rev-parse", "HEAD") or "").strip() or "unknown"
+    status = _git("status", "--porcelain")
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    tags = {
+        "repro.pipeline": pipeline_group_id(),
+        "repro.config": cfg.name, "repro.profile": cfg.profile, "repro.seed": cfg.seed,
+        "repro.world_size": world_size,
+        "repro.recipe": recipe_status(recipe_diff), "repro.recipe_diff": json.dumps(recipe_diff),
+        "git.commit": commit, "mlflow.source.git.commit": commit,
+        "git.dirty": "unknown" if status is None else str(bool(status.strip())).lower(),
+        "python.version": platform.python_version(), "platform": platform.platform(),
+        "torch.version": torch.__version__, "torch.cuda": torch.version.cuda or "none",
+        "torch.cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none",
+        "hardware.cpu": _cpu_name(), "hardware.cpu_count": os.cpu_count(),
+        "hardware.gpus": ", ".join(gpus) if gpus else "none",
+    }
+    tags.update({f"data.sha256.{name}": digest for name, digest in data_digests(cfg).items()})
+    return {k: str(v) for k, v in tags.items()}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}; lists stay values."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- trackers
+
+class NullTracker:
+    """What ranks other than 0 (and runs with tracking off) get: every call does nothing."""
+
+    run_id = None
+
+    def log_metrics(self, metrics: dict, step: int) -> None: ...
+    def flush(self) -> None: ...
+    def log_artifact(self, path, artifact_path: str | None = None) -> None: ...
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+    def set_tags(self, tags: dict) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+class Tracker(NullTracker):
+    """One MLflow run, written through MlflowClient (no global active run). Metrics are buffered."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+        self._pending = []
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        if len(self._pending) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        if Path(path).is_file():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
+                              synchronous=True)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self.client.set_terminated(self.run_id, status)
+
+
+def _quiet_mlflow() -> None:
+    import mlflow  # noqa: F401  (mlflow sets its loggers up on import; quieten them afterwards)
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Fail in seconds, not minutes of exponential back-off, if the server goes away mid-run.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def _experiment_id(client, uri: str) -> str:
+    name = experiment_name()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:") and _sqlite_path(uri) is not None:
+        # Artifacts beside the database (not in whatever directory happens to be current).
+        location = (_sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str | None = None) -> Tracker:
+    """Open (or reopen, on resume) this run's MLflow run and record its configuration and context.
+
+    Raises:
+        TrackingError: the store is unreachable or rejects the run.
+    """
+    uri = tracking_uri()
+    check_store(uri)
+    _quiet_mlflow()
+    try:
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(tracking_uri=uri)
+        run_id = _reopen(client, resume_run_id)
+        context = run_context(cfg, world_size, recipe_diff)
+        if run_id is None:
+            run = client.create_run(_experiment_id(client, uri), run_name=f"train-{cfg.name}-{cfg.profile}",
+                                    tags=context)
+            tracker = Tracker(client, run.info.run_id)
+            from mlflow.entities import Param
+            params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
+            for i in range(0, len(params), 100):
+                client.log_batch(tracker.run_id, params=params[i:i + 100], synchronous=True)
+        else:
+            tracker = Tracker(client, run_id)
+            tracker.set_tags({**context, "repro.resumed": "true"})
+        _log_context_artifacts(tracker, recipe_diff)
+    except TrackingError:
+        raise
+    except Exception as e:   # any MLflow/SQLAlchemy/HTTP failure: say which store, stop before training
+        raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
+    log.info("MLflow run %s in %s (experiment %r)", tracker.run_id, uri, experiment_name())
+    return tracker
+
+
+def _reopen(client, run_id: str | None) -> str | None:
+    if not run_id:
+        return None
+    try:
+        client.get_run(run_id)
+    except Exception:   # not in this store (another MLFLOW_TRACKING_URI): start a fresh run
+        return None
+    client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
+def _log_context_artifacts(tracker: Tracker, recipe_diff: list) -> None:
+    diff = _git("diff", "HEAD") or ""
+    status = _git("status", "--porcelain") or ""
+    tracker.log_text(f"# git status --porcelain\n{status}\n# git diff HEAD\n{diff}", "context/git_diff.patch")
+    tracker.log_text(_pip_freeze(), "context/pip_freeze.txt")
+    tracker.log_text(json.dumps(recipe_diff, indent=2) + "\n", "context/recipe_diff.json")
+    tracker.log_text(" ".join(sys.argv) + "\n", "context/command.txt")
+
+
+def gather_logs(tracker: NullTracker, out_dir, names=("train_log.jsonl", "val_history.csv", "metrics.json",
+                                                       "config.yaml")) -> None:
+    """Copy the run's log files (those that exist) into the MLflow run under logs/."""
+    for name in names:
+        tracker.log_artifact(Path(out_dir) / name, "logs")

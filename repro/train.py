@@ -1,0 +1,446 @@
+"""Train one CPM config with the published recipe (spec §3): the same entry for 1 process, N or several nodes.
+
+    python -m repro.train --config 256x192 --out models/256x192                       # one process
+    torchrun --standalone --nproc-per-node 8 -m repro.train --config 256x192 --out models/256x192
+    python -m repro.train --config 256x192 --profile smoke --out /tmp/run --set train.epochs=2
+
+A run resumes from out/last.pth when it exists (model, optimizer, scheduler, epoch, RNG states, best AP);
+a run killed between two epoch-end saves repeats that epoch exactly. Only rank 0 writes files and MLflow.
+Outputs: out/{last.pth, best.pth, train_log.jsonl, val_history.csv, metrics.json, config.yaml}.
+"""
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from repro import checkpoint, codec, config, distributed, recipe, runlog, tracking
+from repro.config import RunConfig, TrainConfig
+from repro.model import build_cpm
+
+log = logging.getLogger("repro.train")
+
+PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_accuracy)
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Items that may change between a checkpoint and its resumption (they do not change the numbers).
+RESUME_FREE = {"train.epochs", "train.num_workers", "train.log_interval", "train.skip_corrupt_images",
+               "eval.num_workers", "eval.batch_size"}
+
+
+# --------------------------------------------------------------------------------------------- recipe
+
+def heatmap_loss(heatmaps: list, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Sum over stages of mean over (B, K, H, W) of w·(pred − gt)² (KeypointMSELoss, no 0.5; spec §3).
+
+    Args:
+        heatmaps: one (B, K, H, W) prediction per stage; all stages share target and weights.
+        target: (B, K, H, W) Gaussian targets.
+        weight: (B, K) target weights in {0, 1}.
+    """
+    w = weight[:, :, None, None]
+    return sum(((h - target) ** 2 * w).mean() for h in heatmaps)
+
+
+@torch.no_grad()
+def pose_pck_accuracy(heatmap: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                      thr: float = PCK_THR) -> torch.Tensor:
+    """mmpose `pose_pck_accuracy`: argmax of pred vs argmax of target, PCK at thr·heatmap size.
+
+    Distances are normalised by (H, W), in mmpose's order (x by H, y by W). Per keypoint: the fraction
+    of masked samples within thr; the result is the mean over keypoints with any masked sample (0 if none).
+
+    Args:
+        heatmap, target: (B, K, H, W). mask: (B, K) bool, the joints that count (target weight > 0).
+    """
+    H, W = heatmap.shape[-2:]
+    pred_xy, _ = codec.heatmap_maximum(heatmap.float())
+    gt_xy, _ = codec.heatmap_maximum(target.float())
+    norm = torch.tensor([H, W], dtype=torch.float32, device=heatmap.device)
+    dist = torch.linalg.vector_norm((pred_xy - gt_xy) / norm, dim=-1)       # (B, K)
+    counted = mask.sum(0)                                                  # (B, K) -> (K,)
+    hits = ((dist < thr) & mask).sum(0)
+    valid = counted > 0
+    if not valid.any():
+        return torch.zeros((), device=heatmap.device)
+    return (hits[valid].float() / counted[valid].float()).mean()
+
+
+def lr_factor(iteration: int, epoch: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier at a 0-based iteration of a 0-based epoch (spec §3).
+
+    Linear warm-up (mmengine LinearLR, end=warmup_iters): r + (1 − r)·t/(warmup_iters − 1) for
+    t < warmup_iters, then 1; times gamma for every milestone epoch <= epoch (MultiStepLR).
+    """
+    warm = 1.0
+    if iteration < cfg.warmup_iters:
+        r = cfg.warmup_ratio
+        warm = r + (1 - r) * iteration / max(cfg.warmup_iters - 1, 1)
+    return warm * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def build_lr_scheduler(optimizer, cfg: TrainConfig, iters_per_epoch: int):
+    """A per-iteration LambdaLR (step once per iteration) whose factor is `lr_factor`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: lr_factor(it, it // iters_per_epoch, cfg))
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig):
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=cfg.weight_decay)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def build_datasets(cfg: RunConfig):
+    """(train, val): GT-box training instances with augmentation; val on det boxes unless use_gt_bbox."""
+    from repro.coco import TopDownCocoDataset
+    d = cfg.data
+    train_ds = TopDownCocoDataset(d.train_ann, d.train_images, cfg.codec, cfg.augment, is_training=True,
+                                  seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images)
+    val_ds = TopDownCocoDataset(d.val_ann, d.val_images, cfg.codec, cfg.augment, is_training=False,
+                                det_file=None if cfg.eval.use_gt_bbox else d.det_file,
+                                det_score_thr=cfg.eval.det_score_thr)
+    return train_ds, val_ds
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32   # torch seeds each worker from the loader's generator
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_train_loader(dataset, cfg: RunConfig, env: distributed.DistEnv) -> DataLoader:
+    """Shuffled, sharded by DistributedSampler (seed + epoch), no drop_last (mmengine round_up)."""
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    # No persistent workers: each epoch's workers must see dataset.set_epoch(epoch).
+    return DataLoader(dataset, batch_size=cfg.train.batch_per_gpu, sampler=sampler,
+                      num_workers=cfg.train.num_workers, pin_memory=env.device.type == "cuda",
+                      drop_last=False, worker_init_fn=_seed_worker, generator=torch.Generator())
+
+
+def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
+    """Select epoch `epoch` in the sampler, the dataset's augmentation and the workers' seeds."""
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)
+    loader.generator.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+@dataclasses.dataclass
+class Step:
+    """How one optimisation step runs: autocast dtype (None = fp32), fp16 grad scaler, memory format."""
+
+    amp_dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+    channels_last: bool = False
+
+
+def train_one_epoch(model, optimizer, lr_scheduler, loader, device, epoch: int, step: Step,
+                    run: runlog.RunLog, log_interval: int, epochs: int) -> dict:
+    """One pass over `loader`; returns {"loss", "acc_pose", "time", "samples"} of this epoch.
+
+    Raises:
+        FloatingPointError: the loss (averaged over ranks, so every rank stops together) is not finite.
+    """
+    model.train()
+    n, window, totals = len(loader), [], {"loss": 0.0, "acc": 0.0}
+    acc_sum = torch.zeros((), device=device)
+    start = end = time.perf_counter()
+    bar = run.progress(loader, epoch, epochs)
+    for i, batch in enumerate(bar):
+        images = batch["img"].to(device, non_blocking=True)
+        target = batch["heatmaps"].to(device, non_blocking=True)
+        weight = batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
+        if step.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        data_time = time.perf_counter() - end
+        with torch.autocast(device.type, dtype=step.amp_dtype, enabled=step.amp_dtype is not None):
+            heatmaps = model(images)
+        heatmaps = [h.float() for h in heatmaps]
+        loss = heatmap_loss(heatmaps, target, weight)
+        loss_value = distributed.reduce_mean(loss).item()   # CPU-GPU sync point; the same on every rank
+        iteration = lr_scheduler.last_epoch                  # 0-based global iteration
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"non-finite loss {loss_value} at epoch {epoch + 1}, iteration {i + 1} "
+                                     f"(global {iteration + 1}); stopping")
+        acc_sum += pose_pck_accuracy(heatmaps[-1], target, weight > 0)
+        optimizer.zero_grad(set_to_none=True)
+        if step.scaler is not None:
+            step.scaler.scale(loss).backward()
+            step.scaler.step(optimizer)
+            step.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        lr_scheduler.step()
+        run.iteration(iteration + 1, loss_value, lr)
+        window.append((loss_value, time.perf_counter() - end, data_time))
+        end = time.perf_counter()
+        if (i + 1) % log_interval == 0 or i + 1 == n:
+            acc = distributed.reduce_mean(acc_sum).item() / len(window)
+            totals["loss"] += sum(w[0] for w in window)
+            totals["acc"] += acc * len(window)
+            record = _interval_record(window, acc, lr, epoch, i, n, iteration, device)
+            run.train_interval(record, eta_s=record["time"] * ((epochs - epoch) * n - i - 1), bar=bar)
+            window, acc_sum = [], torch.zeros((), device=device)
+    return {"loss": totals["loss"] / n, "acc_pose": totals["acc"] / n, "time": time.perf_counter() - start,
+            "samples": len(loader.sampler) * loader.sampler.num_replicas}
+
+
+def _interval_record(window, acc, lr, epoch, i, n, iteration, device) -> dict:
+    k = len(window)
+    record = {"epoch": epoch + 1, "iter": i + 1, "iters": n, "step": iteration + 1, "lr": lr,
+              "loss": sum(w[0] for w in window) / k, "acc_pose": acc,
+              "time": sum(w[1] for w in window) / k, "data_time": sum(w[2] for w in window) / k}
+    record["loss_kpt"] = record["loss"]
+    if device.type == "cuda":
+        record["memory"] = torch.cuda.max_memory_allocated(device) // 2**20   # MB, like mmengine
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+def _seed_and_mode(cfg: RunConfig) -> None:
+    """Seed python/numpy/torch with cfg.seed (same model init on every rank) and set deterministic mode."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # needed by deterministic cuBLAS
+    torch.use_deterministic_algorithms(cfg.train.deterministic)
+    torch.backends.cudnn.deterministic = cfg.train.deterministic
+    torch.backends.cudnn.benchmark = False   # mmpose 1.x env_cfg
+
+
+def build_model(cfg: RunConfig, env: distributed.DistEnv) -> nn.Module:
+    model = build_cpm(cfg.model)
+    if cfg.train.sync_bn and env.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)   # CUDA only
+    model = model.to(env.device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _step(cfg: TrainConfig, device: torch.device) -> Step:
+    dtype = _AMP_DTYPES.get(cfg.amp)
+    scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" and device.type == "cuda" else None
+    return Step(amp_dtype=dtype, scaler=scaler, channels_last=cfg.channels_last)
+
+
+def _resume_meta(path: Path, cfg: RunConfig) -> dict:
+    """The `meta` of the checkpoint to resume from, after checking it was made with this configuration."""
+    meta = checkpoint.read_checkpoint(path)["meta"]
+    saved, now = tracking.flatten(meta.get("config", {})), tracking.flatten(cfg.to_dict())
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k not in RESUME_FREE)
+    if changed:
+        items = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise config.ConfigError(f"{path} was written with another configuration ({items}); "
+                                 f"delete it or train with --no-resume into a fresh --out")
+    return meta
+
+
+def _start_tracking(cfg, out_dir, env, diff, run_id, track: bool):
+    """MLflow run on rank 0; a store failure there stops every rank, before any data is read."""
+    tracker, error = tracking.NullTracker(), None
+    if env.is_main and track:
+        try:
+            tracker = tracking.start(cfg, out_dir, env.world_size, diff, resume_run_id=run_id)
+        except tracking.TrackingError as e:
+            error = str(e)
+    error = distributed.broadcast_object(error)
+    if error:
+        raise tracking.TrackingError(error)
+    return tracker
+
+
+def _gather_rng() -> dict:
+    """Every rank's RNG states, so a resumed run restores each rank's own."""
+    state = checkpoint.capture_rng_state()
+    if not distributed.is_dist():
+        return {"ranks": [state]}
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return {"ranks": states}
+
+
+def _restore_rng(rng: dict, rank: int) -> None:
+    ranks = rng["ranks"]
+    checkpoint.restore_rng_state(ranks[rank] if rank < len(ranks) else ranks[0])
+
+
+def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = None) -> dict:
+    """Train `cfg` into `out_dir` on this process group (torchrun env) or alone; returns metrics.json's dict.
+
+    Args:
+        cfg: the resolved run configuration.
+        out_dir: where checkpoints, logs and metrics go (rank 0 writes; resume needs it on every rank).
+        resume: continue from out_dir/last.pth when it exists.
+        track: record the run in MLflow (default: on unless $REPRO_TRACKING is "0").
+
+    Raises:
+        tracking.TrackingError: the MLflow store is unreachable (before training starts).
+        config.ConfigError: last.pth was written with a different configuration.
+        FloatingPointError: the loss became non-finite.
+    """
+    track = os.environ.get("REPRO_TRACKING", "1") != "0" if track is None else track
+    env = distributed.setup()
+    try:
+        return _run(cfg, Path(out_dir), resume, track, env)
+    finally:
+        distributed.cleanup(env)
+
+
+def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
+    from repro import evaluate   # pycocotools etc.: imported when training, not on `import repro.train`
+    _seed_and_mode(cfg)
+    last = out_dir / "last.pth"
+    diff = recipe.recipe_diff(cfg, env.world_size)
+    meta = _resume_meta(last, cfg) if env.is_main and resume and last.is_file() else None
+    meta = distributed.broadcast_object(meta)
+    tracker = _start_tracking(cfg, out_dir, env, diff, (meta or {}).get("mlflow_run_id"), track)
+    state = dict(meta["train_state"]) if meta else {"epoch": -1, "best": None, "final": None,
+                                                     "train_time_s": 0.0, "wall_time_s": 0.0, "samples": 0}
+    run = runlog.RunLog(out_dir, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
+    log.info("training %s (%s profile) seed %d on %d process(es), %s; recipe %s%s", cfg.name, cfg.profile,
+             cfg.seed, env.world_size, env.device, recipe.recipe_status(diff),
+             f" ({len(diff)} items differ)" if diff else "")
+    try:
+        run.write_config(cfg.to_dict())
+        summary = _fit(cfg, out_dir, env, state, meta is not None, run, tracker, diff, evaluate)
+        tracker.log_artifact(out_dir / "best.pth", "checkpoints")
+        tracking.gather_logs(tracker, out_dir)
+        tracker.end("FINISHED")
+        return summary
+    except BaseException as e:
+        tracking.gather_logs(tracker, out_dir)
+        tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> dict:
+    train_ds, val_ds = build_datasets(cfg)
+    loader = build_train_loader(train_ds, cfg, env)
+    model = build_model(cfg, env)
+    optimizer = build_optimizer(model, cfg.train)
+    scheduler = build_lr_scheduler(optimizer, cfg.train, len(loader))
+    step = _step(cfg.train, env.device)
+    if resuming:
+        ckpt = checkpoint.load_checkpoint(out_dir / "last.pth", model, optimizer, scheduler, step.scaler)
+        _restore_rng(ckpt["rng"], env.rank)
+        log.info("resumed from %s after epoch %d (iteration %d)", out_dir / "last.pth", state["epoch"] + 1,
+                 scheduler.last_epoch)
+    ddp = model if env.world_size == 1 else DistributedDataParallel(
+        model, device_ids=[env.local_rank] if env.device.type == "cuda" else None, broadcast_buffers=False)
+    meta = {"config": cfg.to_dict(), "mlflow_run_id": tracker.run_id, "world_size": env.world_size}
+    for epoch in range(state["epoch"] + 1, cfg.train.epochs):
+        t0 = time.perf_counter()
+        set_epoch(loader, epoch, cfg.seed, env.rank)
+        stats = train_one_epoch(ddp, optimizer, scheduler, loader, env.device, epoch, step, run,
+                                cfg.train.log_interval, cfg.train.epochs)
+        distributed.average_buffers(model)   # mmengine SyncBuffersHook: per-GPU BN stats -> their mean
+        run.epoch_end(epoch, {"loss": stats["loss"], "acc_pose": stats["acc_pose"], "time": stats["time"],
+                              "lr": optimizer.param_groups[0]["lr"]})
+        if (epoch + 1) % cfg.train.val_interval == 0 or epoch + 1 == cfg.train.epochs:
+            metrics = evaluate.validate(model, val_ds, cfg.eval, env.device)
+            run.validation(epoch, scheduler.last_epoch, metrics)
+            state["final"] = {"epoch": epoch + 1, **metrics}
+            if state["best"] is None or metrics["AP"] > state["best"]["AP"]:
+                state["best"] = state["final"]
+                if env.is_main:
+                    checkpoint.save_checkpoint(out_dir / "best.pth", model, {**meta, "best": state["best"]},
+                                               epoch=epoch, iter=scheduler.last_epoch)
+        state.update(epoch=epoch, train_time_s=state["train_time_s"] + stats["time"],
+                     samples=state["samples"] + stats["samples"],
+                     wall_time_s=state["wall_time_s"] + time.perf_counter() - t0)
+        rng = _gather_rng()
+        if env.is_main:   # atomic: a kill leaves the previous epoch's file
+            checkpoint.save_checkpoint(out_dir / "last.pth", model, {**meta, "train_state": state},
+                                       optimizer=optimizer, lr_scheduler=scheduler, scaler=step.scaler,
+                                       epoch=epoch, iter=scheduler.last_epoch, rng=rng)
+    summary = _summary(cfg, env, state, scheduler.last_epoch, diff)
+    run.write_metrics(summary)
+    return summary
+
+
+def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
+    return {
+        "config": cfg.name, "profile": cfg.profile, "seed": cfg.seed,
+        "best": state["best"], "final": state["final"],
+        "epochs": state["epoch"] + 1, "iterations": iterations,
+        "wall_time_s": round(state["wall_time_s"], 3), "train_time_s": round(state["train_time_s"], 3),
+        "images_per_s": round(state["samples"] / state["train_time_s"], 3) if state["train_time_s"] else 0.0,
+        "world_size": env.world_size,
+        "recipe": recipe.recipe_status(diff),
+        "recipe_diff": {d["name"]: {"published": d["published"], "used": d["used"]} for d in diff},
+    }
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def apply_overrides(cfg: RunConfig, items: list) -> RunConfig:
+    """`--set train.epochs=3 seed=1 ...` applied to a resolved config (values parsed as YAML, re-validated)."""
+    d = cfg.to_dict()
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        node = d
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or parts[0] in ("name", "profile") or not isinstance(node, dict) or parts[-1] not in node \
+                or isinstance(node[parts[-1]], dict):
+            raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a leaf of the resolved "
+                                     f"config (e.g. train.epochs=3); see config.yaml of a run")
+        node[parts[-1]] = yaml.safe_load(text)
+    hints = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    if not isinstance(d["seed"], int) or isinstance(d["seed"], bool):
+        raise config.ConfigError(f"seed: expected int, got {d['seed']!r}")
+    sections = {k: config.build(hints[k], d[k], k) for k in d if dataclasses.is_dataclass(hints[k])}
+    new = RunConfig(name=cfg.name, profile=cfg.profile, seed=d["seed"], **sections)
+    config._validate(new)
+    return new
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        main = os.environ.get("RANK", "0") == "0"
+        logging.basicConfig(level=logging.INFO if main else logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv=None) -> None:
+    """`python -m repro.train` / `repro train`: parse args, resolve the config, train. Errors exit non-zero."""
+    p = argparse.ArgumentParser(prog="repro train", description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
+    p.add_argument("--profile", default=None, help="smoke | full (default: params.yaml profile)")
+    p.add_argument("--out", required=True, help="output directory (resumes from its last.pth)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a resolved config item, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
+    p.add_argument("--no-track", action="store_true", help="do not record the run in MLflow")
+    args = p.parse_args(argv)
+    _setup_logging()
+    try:
+        cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
+        train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
+    except (config.ConfigError, tracking.TrackingError, checkpoint.CheckpointError, FloatingPointError) as e:
+        raise SystemExit(f"repro train: error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
