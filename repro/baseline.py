@@ -1,0 +1,123 @@
+"""The smoke baseline (tier S): per-seed smoke metrics, their spread, and the tolerance derived from it.
+
+    repro baseline --seeds 0 1 2     # reruns the smoke pipeline once per seed, writes reports/baselines/smoke.json
+
+The file is committed; its git diff is the record of a deliberate baseline refresh. Layout:
+
+    {"profile": "smoke", "seeds": [0, 1, 2], "platform": {...}, "rule": {...},
+     "configs": {"256x192": {"AP": {"per_seed": {"0": .., "1": .., "2": ..}, "mean": .., "std": ..,
+                                    "range": .., "tolerance": ..}, ...,
+                             "num_images": {"per_seed": {...}, "mean": .., "std": 0.0, "range": 0.0,
+                                            "tolerance": 0.0}}}}
+"""
+import json
+import math
+import os
+import platform as _platform
+import subprocess
+
+import numpy as np
+
+# Counts are properties of the data set, not of training: every seed must give the same value.
+COUNT_KEYS = ("num_images", "num_instances")
+
+
+def platform_fingerprint() -> dict:
+    """What decides whether the same seed reproduces the same floats: library versions and CPU."""
+    import torch  # imported here: the gates read baselines without needing torch for anything else
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "arch": _platform.machine(),
+            "cpu_isa": torch.backends.cpu.get_cpu_capability()}
+
+
+def tolerance_rule(tier_s: dict) -> dict:
+    """The derivation rule recorded in the baseline, from published.yaml `tolerances.S`."""
+    return {"formula": "max(k_std * std, max - min, floor)", "std": "sample standard deviation (ddof=1)",
+            "k_std": float(tier_s["k_std"]), "floor": float(tier_s["floor"])}
+
+
+def derive_metric(per_seed: dict, rule: dict, exact: bool = False) -> dict:
+    """Spread and tolerance of one metric over seeds.
+
+    Args:
+        per_seed: seed (str) -> value, at least 2 seeds.
+        rule: from `tolerance_rule`.
+        exact: a count; the tolerance is 0 and every seed must agree.
+
+    Returns:
+        {"per_seed", "mean", "std", "range", "tolerance"}.
+    """
+    values = np.array(list(per_seed.values()), dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    spread = float(values.max() - values.min())
+    if exact:
+        if spread != 0:
+            raise ValueError(f"a count differs between seeds: {per_seed}")
+        tolerance = 0.0
+    else:
+        tolerance = max(rule["k_std"] * std, spread, rule["floor"])
+    return {"per_seed": dict(per_seed), "mean": float(values.mean()), "std": std, "range": spread,
+            "tolerance": tolerance}
+
+
+def derive_baseline(runs: dict, metric_names, tier_s: dict, platform: dict) -> dict:
+    """Build the baseline from smoke runs.
+
+    Args:
+        runs: seed -> {config name -> metrics dict (as in reports/metrics/<name>.json)}.
+        metric_names: the COCO stats to record (published.yaml `metric_names`).
+        tier_s: published.yaml `tolerances.S`.
+        platform: `platform_fingerprint()` of the machine that ran the seeds.
+
+    Returns:
+        The baseline mapping (see the module docstring).
+    """
+    seeds = sorted(runs)
+    if len(seeds) < int(tier_s["min_seeds"]):
+        raise ValueError(f"a baseline needs at least {tier_s['min_seeds']} seeds to measure a spread, "
+                         f"got {seeds}")
+    names = sorted(runs[seeds[0]])
+    for seed in seeds:
+        if sorted(runs[seed]) != names:
+            raise ValueError(f"seed {seed} ran configs {sorted(runs[seed])}, seed {seeds[0]} ran {names}")
+    rule = tolerance_rule(tier_s)
+    configs = {}
+    for name in names:
+        entry = {}
+        for metric in (*metric_names, *COUNT_KEYS):
+            per_seed = {str(s): _number(runs[s][name], metric, s, name) for s in seeds}
+            entry[metric] = derive_metric(per_seed, rule, exact=metric in COUNT_KEYS)
+        configs[name] = entry
+    return {"profile": "smoke", "seeds": seeds, "platform": dict(platform), "rule": rule,
+            "configs": configs}
+
+
+def _number(metrics: dict, metric: str, seed, name: str) -> float:
+    value = metrics.get(metric)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"seed {seed}, config {name}: metric {metric!r} is {value!r}, not a finite number")
+    return value
+
+
+def run_seeds(seeds, run_smoke) -> dict:
+    """Run the smoke pipeline once per seed: seed -> {config name -> metrics}."""
+    return {int(seed): run_smoke(int(seed)) for seed in seeds}
+
+
+def read(path, rev: str | None = None) -> dict | None:
+    """The baseline at `path` in the working tree, or at git revision `rev` (`git show REV:path`).
+
+    Returns:
+        The mapping, or None when the file does not exist there.
+    """
+    if rev is None:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+    # "./" makes the path relative to the current directory rather than to the repository root.
+    done = subprocess.run(["git", "show", f"{rev}:./{os.path.relpath(path)}"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout)

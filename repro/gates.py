@@ -1,0 +1,423 @@
+"""Gates: measured metrics against the published table (tiers A, C) and the smoke baseline (tier S).
+
+    repro gate [--strict] [--tier A C S]     # table of every check; exit 1 on a failure
+    repro drift [--rev REV]                  # `dvc metrics diff`-style table against the smoke baseline
+    repro baseline --seeds 0 1 2             # rerun the smoke pipeline per seed, write the baseline
+
+Tiers (tolerances and their justification: repro/published.yaml `tolerances`):
+    A  reports/metrics/published_<name>.json, the published checkpoint evaluated by us (profile full).
+    C  reports/metrics/<name>.json from a full retrain (profile full).
+    S  reports/metrics/<name>.json from the CPU smoke profile, against reports/baselines/smoke.json.
+A tier with no metrics is "not_run" with its reason, never "pass". Strict mode (--strict or
+REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers are --tier, else
+REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
+"""
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro import atomic, baseline
+
+TIERS = ("A", "C", "S")
+PROFILE_TIERS = {"smoke": ("S",), "full": ("A", "C")}
+STRICT_ENV = "REPRO_STRICT_GATES"
+TIERS_ENV = "REPRO_GATE_TIERS"
+PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+METRICS_DIR = Path("reports/metrics")
+EPS = 1e-9  # float slack on tolerance comparisons: 0.625 - 0.623 is 0.0020000000000000018
+# Published evaluation settings (published.yaml eval_settings) against the `eval` block of a metrics file.
+PROTOCOL = {"flip_test": "flip_test", "shift_heatmap": "shift_heatmap",
+            "keypoint_score_thr": "keypoint_score_thr", "nms_thr": ("nms", "thr")}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One check. `tolerance` is the rule as text ("±0.0020", ">= -0.0050", "exact")."""
+
+    tier: str
+    config: str
+    metric: str
+    expected: float | None
+    measured: float | None
+    tolerance: str
+    verdict: str          # pass | fail | suspect | info | not_run
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        if self.expected is None or self.measured is None:
+            return None
+        return self.measured - self.expected
+
+
+@dataclass(frozen=True)
+class TierResult:
+    """The checks of one tier for one config, or the reason there are none (`not_run`)."""
+
+    tier: str
+    config: str
+    path: str
+    rows: tuple = ()
+    not_run: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return not self.not_run
+
+    def failed(self, suspect_fails: bool = False) -> bool:
+        bad = {"fail", "suspect"} if suspect_fails else {"fail"}
+        return any(r.verdict in bad for r in self.rows)
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Everything the gates read: the published table, the metrics directory and the smoke baseline."""
+
+    published: dict
+    metrics_dir: Path = METRICS_DIR
+    baseline: dict | None = None
+    baseline_path: str = "reports/baselines/smoke.json"
+    platform: dict = field(default_factory=dict)
+
+
+def load_inputs(metrics_dir=METRICS_DIR, published_path=PUBLISHED_PATH, baseline_path=None,
+                rev: str | None = None, platform: dict | None = None) -> GateInputs:
+    """Read the published table and the baseline (at git revision `rev` if given)."""
+    import yaml
+
+    with open(published_path) as f:
+        published = yaml.safe_load(f)
+    baseline_path = str(baseline_path or published["tolerances"]["S"]["baseline"])
+    return GateInputs(published=published, metrics_dir=Path(metrics_dir),
+                      baseline=baseline.read(baseline_path, rev), baseline_path=baseline_path,
+                      platform=platform if platform is not None else baseline.platform_fingerprint())
+
+
+def metrics_path(metrics_dir, tier: str, name: str) -> Path:
+    """The metrics file a tier reads for config `name`."""
+    return Path(metrics_dir) / (f"published_{name}.json" if tier == "A" else f"{name}.json")
+
+
+def read_record(path) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
+    """Run one tier's checks for one config; a missing or mismatched metrics file gives `not_run`."""
+    path = metrics_path(inputs.metrics_dir, tier, name)
+    record = read_record(path)
+    want_profile, want_source = ("smoke", "trained") if tier == "S" else ("full", "trained")
+    if tier == "A":
+        want_source = "published"
+    why = _not_run_reason(tier, path, record, want_profile, want_source)
+    if not why and tier == "S" and inputs.baseline is None:
+        why = (f"no smoke baseline at {inputs.baseline_path}: create it with `repro baseline --seeds 0 1 2` "
+               f"and commit it")
+    if not why and tier == "S" and name not in inputs.baseline.get("configs", {}):
+        why = f"the baseline {inputs.baseline_path} has no entry for {name}"
+    if why:
+        return TierResult(tier, name, str(path), not_run=why)
+    tol = inputs.published["tolerances"][tier]
+    if tier == "S":
+        rows = tier_s_rows(name, record, inputs.baseline, tol, inputs.platform)
+    else:
+        expected = inputs.published["models"][name]["results"]
+        check = tier_a_rows if tier == "A" else tier_c_rows
+        rows = [*check(name, record, expected, tol), *protocol_rows(tier, name, record, inputs.published)]
+    return TierResult(tier, name, str(path), rows=tuple(rows))
+
+
+def _not_run_reason(tier, path, record, want_profile, want_source) -> str:
+    if record is None:
+        how = {"A": "the full profile: dvc exp run -S profile=full evaluate_published",
+               "C": "a full retrain: dvc exp run -S profile=full",
+               "S": "the smoke pipeline: scripts/repro.sh"}[tier]
+        return f"{path} does not exist (tier {tier} needs {how})"
+    if record.get("status") == "not_run":
+        return f"{path}: not run: {record.get('reason', 'no reason given')}"
+    if record.get("profile") != want_profile:
+        return f"{path} is from profile {record.get('profile')!r}; tier {tier} needs profile {want_profile!r}"
+    if record.get("source") != want_source:
+        return f"{path} has source {record.get('source')!r}; tier {tier} needs {want_source!r}"
+    return ""
+
+
+def metric_value(record: dict, metric: str):
+    """A numeric metric from a metrics record, or None when absent or not a number."""
+    value = record.get(metric)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def tier_a_rows(name: str, record: dict, expected: dict, tol: dict) -> list:
+    """Every published stat within ±ap_abs (AP) or ±other_abs (the rest)."""
+    rows = []
+    for metric, want in expected.items():
+        bound = tol["ap_abs"] if metric == "AP" else tol["other_abs"]
+        got = metric_value(record, metric)
+        if got is None:
+            rows.append(Row("A", name, metric, want, None, f"±{bound:.4f}", "fail", "missing from the metrics"))
+            continue
+        verdict = "pass" if abs(got - want) <= bound + EPS else "fail"
+        rows.append(Row("A", name, metric, want, got, f"±{bound:.4f}", verdict))
+    return rows
+
+
+def tier_c_rows(name: str, record: dict, expected: dict, tol: dict) -> list:
+    """AP at least published - ap_below ("suspect" above published + ap_suspect_above); others reported."""
+    rows = []
+    for metric, want in expected.items():
+        got = metric_value(record, metric)
+        if metric != "AP":
+            rows.append(Row("C", name, metric, want, got, "reported", "info",
+                            "" if got is not None else "missing from the metrics"))
+            continue
+        rule = f">= -{tol['ap_below']:.4f}"
+        if got is None:
+            rows.append(Row("C", name, metric, want, None, rule, "fail", "missing from the metrics"))
+        elif got < want - tol["ap_below"] - EPS:
+            rows.append(Row("C", name, metric, want, got, rule, "fail"))
+        elif got > want + tol["ap_suspect_above"] + EPS:
+            rows.append(Row("C", name, metric, want, got, rule, "suspect",
+                            f"more than {tol['ap_suspect_above']:.3f} above the table: check the eval "
+                            f"settings (GT boxes instead of detections give +0.015..0.020)"))
+        else:
+            rows.append(Row("C", name, metric, want, got, rule, "pass"))
+    return rows
+
+
+def protocol_rows(tier: str, name: str, record: dict, published: dict) -> list:
+    """The metrics file's eval settings must be the published ones, or its numbers are not comparable."""
+    settings, used = published["eval_settings"], record.get("eval")
+    if not isinstance(used, dict):
+        return [Row(tier, name, "protocol", None, None, "published", "info", "no eval settings recorded")]
+    diffs = []
+    for ours, theirs in PROTOCOL.items():
+        want = settings[theirs[0]][theirs[1]] if isinstance(theirs, tuple) else settings[theirs]
+        if ours in used and used[ours] != want:
+            diffs.append(f"{ours}={used[ours]!r} (published {want!r})")
+    if used.get("use_gt_bbox"):
+        diffs.append("use_gt_bbox=True (published: detected boxes)")
+    if used.get("amp", "none") != "none":
+        diffs.append(f"amp={used['amp']!r} (published: fp32)")
+    return [Row(tier, name, "protocol", None, None, "published", "fail" if diffs else "pass", "; ".join(diffs))]
+
+
+def tier_s_rows(name: str, record: dict, base: dict, tol: dict, platform: dict) -> list:
+    """Each baseline metric within its measured tolerance of the baseline mean, plus the exact-seed check."""
+    entry, rows = base["configs"][name], []
+    for metric, stats in entry.items():
+        got, want, bound = metric_value(record, metric), stats["mean"], stats["tolerance"]
+        rule = "exact" if bound == 0 else f"±{bound:.4f}"
+        if got is None:
+            rows.append(Row("S", name, metric, want, None, rule, "fail", "missing from the metrics"))
+            continue
+        rows.append(Row("S", name, metric, want, got, rule, "pass" if abs(got - want) <= bound + EPS else "fail"))
+    if tol.get("exact_same_platform", True):
+        rows.append(exact_seed_row(name, record, base, platform))
+    return rows
+
+
+def exact_seed_row(name: str, record: dict, base: dict, platform: dict) -> Row:
+    """Same seed on the same platform must give the baseline's metrics bit for bit (deterministic CPU run)."""
+    seed = record.get("seed")
+    label = f"exact(seed={seed})"
+    here = record.get("platform") or platform
+    if here != base.get("platform"):
+        return Row("S", name, label, None, None, "exact", "not_run",
+                   f"platform differs: baseline {base.get('platform')}, here {here}")
+    if seed is None or str(seed) not in next(iter(base["configs"][name].values()))["per_seed"]:
+        return Row("S", name, label, None, None, "exact", "not_run",
+                   f"seed {seed} is not one of the baseline seeds {base.get('seeds')}")
+    differ = [f"{m} {metric_value(record, m)!r} != {s['per_seed'][str(seed)]!r}"
+              for m, s in base["configs"][name].items() if metric_value(record, m) != s["per_seed"][str(seed)]]
+    return Row("S", name, label, None, None, "exact", "fail" if differ else "pass", "; ".join(differ))
+
+
+def evaluate(inputs: GateInputs, tiers=TIERS, names=None) -> list:
+    """Every requested tier for every config (default: the published table's configs), in a stable order."""
+    names = list(names or inputs.published["models"])
+    return [evaluate_tier(tier, name, inputs) for tier in tiers for name in names]
+
+
+def strict_enabled(flag: bool = False) -> bool:
+    return flag or os.environ.get(STRICT_ENV, "") not in ("", "0", "false", "no")
+
+
+def required_tiers(profile: str, tiers=None) -> tuple:
+    """--tier if given, else REPRO_GATE_TIERS, else the profile's own tiers."""
+    if tiers:
+        return tuple(tiers)
+    env = os.environ.get(TIERS_ENV, "").replace(",", " ").split()
+    return tuple(env) if env else PROFILE_TIERS[profile]
+
+
+def failures(results, required, strict: bool, suspect_fails: bool = False) -> list:
+    """Why the gate fails (empty: it passes): failing rows, and in strict mode required tiers not run."""
+    out = [f"{r.tier} {r.config} {row.metric}: {row.verdict} {row.note}".rstrip()
+           for r in results if r.failed(suspect_fails)
+           for row in r.rows if row.verdict in ({"fail", "suspect"} if suspect_fails else {"fail"})]
+    if strict:
+        out += [f"{r.tier} {r.config}: required tier not run: {r.not_run}"
+                for r in results if r.tier in required and not r.ran]
+    if not any(r.ran for r in results):
+        out.append("no tier ran: nothing was measured, so nothing can pass")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tables
+COLUMNS = ("tier", "config", "metric", "expected", "measured", "delta", "tolerance", "verdict", "note")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def row_cells(row: Row) -> list:
+    delta = "-" if row.delta is None else f"{row.delta:+.4f}"
+    return [row.tier, row.config, row.metric, _fmt(row.expected), _fmt(row.measured), delta,
+            row.tolerance, row.verdict, row.note]
+
+
+def status_rows(results) -> list:
+    """One line per tier and config: ran or not, and why not."""
+    return [[r.tier, r.config, "ran" if r.ran else "not_run", r.path, r.not_run] for r in results]
+
+
+def render(header, rows, markdown: bool = False) -> str:
+    """A fixed-column table: aligned plain text, or GitHub markdown."""
+    rows = [[str(c).replace("|", "\\|") if markdown else str(c) for c in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)]) + "\n"
+
+
+def render_results(results, markdown: bool = False) -> str:
+    """The check table for every tier that ran, then which tiers ran and which did not, and why."""
+    checks = [row_cells(row) for r in results for row in r.rows]
+    text = render(COLUMNS, checks, markdown) if checks else "(no checks: no tier ran)\n"
+    return text + "\n" + render(("tier", "config", "status", "metrics file", "reason"),
+                                status_rows(results), markdown)
+
+
+# ---------------------------------------------------------------------------------------------- mains
+def _common_args(parser):
+    parser.add_argument("--metrics-dir", default=str(METRICS_DIR))
+    parser.add_argument("--published", default=str(PUBLISHED_PATH))
+    parser.add_argument("--baseline", default=None, help="default: published.yaml tolerances.S.baseline")
+    parser.add_argument("--params", default="params.yaml", help="read for the profile (or REPRO_PROFILE)")
+
+
+def current_profile(params_path) -> str:
+    if os.environ.get("REPRO_PROFILE"):
+        return os.environ["REPRO_PROFILE"]
+    import yaml
+
+    try:
+        with open(params_path) as f:
+            return yaml.safe_load(f).get("profile", "smoke")
+    except FileNotFoundError:
+        return "smoke"
+
+
+def gate_main(argv=None) -> int:
+    """`repro gate`: print every check; exit 1 on a failing check (strict: also a required tier not run)."""
+    parser = argparse.ArgumentParser(prog="repro gate", description=gate_main.__doc__)
+    _common_args(parser)
+    parser.add_argument("--strict", action="store_true", help=f"or {STRICT_ENV}=1")
+    parser.add_argument("--tier", nargs="+", choices=TIERS, help="the tiers to check (and require)")
+    parser.add_argument("--summary", help="append the markdown table here (e.g. $GITHUB_STEP_SUMMARY)")
+    args = parser.parse_args(argv)
+    inputs = load_inputs(args.metrics_dir, args.published, args.baseline)
+    required = required_tiers(current_profile(args.params), args.tier)
+    results = evaluate(inputs, args.tier or TIERS)
+    strict = strict_enabled(args.strict)
+    problems = failures(results, required, strict, inputs.published["tolerances"]["C"]["suspect_fails"])
+    print(render_results(results))
+    if args.summary:
+        with open(args.summary, "a") as f:
+            f.write("## Gates\n\n" + render_results(results, markdown=True) + "\n")
+    mode = f"strict, required tiers {', '.join(required)}" if strict else "not strict"
+    print(f"gate ({mode}): " + ("FAIL\n  " + "\n  ".join(problems) if problems else "pass"))
+    return 1 if problems else 0
+
+
+def drift_rows(inputs: GateInputs, names=None) -> list:
+    """[path, metric, old (baseline mean), new, change, tolerance, verdict] per baseline metric."""
+    rows = []
+    for name in names or sorted(inputs.baseline["configs"]):
+        path = metrics_path(inputs.metrics_dir, "S", name)
+        record = read_record(path) or {}
+        smoke = record.get("profile") == "smoke"
+        for metric, stats in inputs.baseline["configs"][name].items():
+            new = metric_value(record, metric) if smoke else None
+            change = None if new is None else new - stats["mean"]
+            ok = change is not None and abs(change) <= stats["tolerance"] + EPS
+            missing = "not smoke" if record.get("profile") not in (None, "smoke") else "missing"
+            rows.append([str(path), metric, f"{stats['mean']:.4f}", _fmt(new),
+                         "-" if change is None else f"{change:+.4f}", f"{stats['tolerance']:.4f}",
+                         "ok" if ok else (missing if new is None else "DRIFT")])
+    return rows
+
+
+def drift_main(argv=None) -> int:
+    """`repro drift`: current smoke metrics against the baseline (working tree or --rev); exit 1 past tolerance."""
+    parser = argparse.ArgumentParser(prog="repro drift", description=drift_main.__doc__)
+    _common_args(parser)
+    parser.add_argument("--rev", help="read the baseline at this git revision (git show REV:path)")
+    args = parser.parse_args(argv)
+    inputs = load_inputs(args.metrics_dir, args.published, args.baseline, rev=args.rev)
+    where = f"{inputs.baseline_path}@{args.rev}" if args.rev else inputs.baseline_path
+    if inputs.baseline is None:
+        print(f"repro drift: no baseline at {where}", file=sys.stderr)
+        return 2
+    rows = drift_rows(inputs)
+    print(f"old: {where} (mean over seeds {inputs.baseline.get('seeds')}); new: {inputs.metrics_dir}/")
+    print(render(("Path", "Metric", "Old", "New", "Change", "Tolerance", "Verdict"), rows))
+    bad = [r for r in rows if r[-1] != "ok"]
+    print(f"drift: {len(bad)} of {len(rows)} metrics past tolerance or missing" if bad else "drift: none")
+    return 1 if bad else 0
+
+
+def baseline_main(argv=None, run_smoke=None) -> int:
+    """`repro baseline`: rerun the smoke pipeline per seed and write the baseline with its measured spread.
+
+    Args:
+        argv: command-line arguments (--seeds, --out, --published).
+        run_smoke: seed -> {config name -> metrics}; default repro.pipeline.run_smoke.
+    """
+    parser = argparse.ArgumentParser(prog="repro baseline", description=baseline_main.__doc__.split("\n")[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default=None, help="default: published.yaml tolerances.S.baseline")
+    parser.add_argument("--published", default=str(PUBLISHED_PATH))
+    args = parser.parse_args(argv)
+    inputs = load_inputs(published_path=args.published, baseline_path=args.out, platform={})
+    tier_s = inputs.published["tolerances"]["S"]
+    if len(set(args.seeds)) < int(tier_s["min_seeds"]):
+        parser.error(f"need at least {tier_s['min_seeds']} distinct seeds to measure a spread")
+    if run_smoke is None:
+        try:
+            from repro.pipeline import run_smoke
+        except ImportError as e:
+            print(f"repro baseline: no smoke pipeline to run ({e})", file=sys.stderr)
+            return 2
+    runs = baseline.run_seeds(sorted(set(args.seeds)), run_smoke)
+    base = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s,
+                                    baseline.platform_fingerprint())
+    atomic.write_json(inputs.baseline_path, base)
+    rows = [[n, m, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['range']:.4f}", f"{s['tolerance']:.4f}"]
+            for n, e in base["configs"].items() for m, s in e.items()]
+    print(render(("config", "metric", "mean", "std", "range", "tolerance"), rows))
+    print(f"wrote {inputs.baseline_path} (seeds {base['seeds']}); review the diff and commit it")
+    return 0

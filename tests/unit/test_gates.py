@@ -1,0 +1,330 @@
+"""repro.gates and repro.baseline with hand-made metrics files: verdicts, strictness, tables, drift, baseline."""
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from repro import baseline, gates
+
+NAMES = ("256x192", "384x288")
+PLATFORM = {"torch": "2.13.0+cpu", "numpy": "2.0", "arch": "x86_64", "cpu_isa": "AVX2"}
+PROTOCOL = {"flip_test": True, "shift_heatmap": True, "use_gt_bbox": False, "keypoint_score_thr": 0.2,
+            "nms_thr": 0.9, "amp": "none"}
+
+
+@pytest.fixture
+def published():
+    with open(gates.PUBLISHED_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def record(values: dict, profile="full", source="trained", seed=0, **extra) -> dict:
+    return {**values, "num_images": 100, "num_instances": 150, "profile": profile, "source": source,
+            "seed": seed, "eval": dict(PROTOCOL), **extra}
+
+
+def shifted(published, name, delta: dict) -> dict:
+    """The published results of `name` with per-metric offsets."""
+    return {m: v + delta.get(m, 0.0) for m, v in published["models"][name]["results"].items()}
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def smoke_values(ap=0.30, seed_offset=0.0) -> dict:
+    names = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M", "AR_L")
+    return {m: round(ap + 0.01 * i + seed_offset, 4) for i, m in enumerate(names)}
+
+
+def fake_runs(seeds=(0, 1, 2)):
+    """seed -> {name -> metrics}: seed s shifts every stat by 0.004*s (range 0.008, std 0.004)."""
+    return {s: {n: record(smoke_values(seed_offset=0.004 * s), profile="smoke", seed=s) for n in NAMES}
+            for s in seeds}
+
+
+@pytest.fixture
+def smoke_baseline(published):
+    return baseline.derive_baseline(fake_runs(), published["metric_names"], published["tolerances"]["S"],
+                                    PLATFORM)
+
+
+def inputs(tmp_path, published, base=None, platform=PLATFORM):
+    return gates.GateInputs(published=published, metrics_dir=tmp_path, baseline=base,
+                            baseline_path=str(tmp_path / "smoke.json"), platform=platform)
+
+
+def verdicts(result) -> dict:
+    return {row.metric: row.verdict for row in result.rows}
+
+
+# ------------------------------------------------------------------------------------------ tier A
+def test_tier_a_passes_within_tolerance_at_the_boundary(tmp_path, published):
+    # AP exactly 0.002 above (float 0.625 - 0.623 > 0.002 by 2e-18) and secondaries exactly 0.003 off.
+    values = shifted(published, "256x192", {"AP": 0.002, "AP50": -0.003, "AR": 0.003})
+    write(tmp_path / "published_256x192.json", record(values, source="published"))
+    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    assert result.ran and not result.failed()
+    assert set(verdicts(result).values()) == {"pass"}
+    assert set(verdicts(result)) == {"AP", "AP50", "AP75", "AR", "AR50", "protocol"}
+
+
+@pytest.mark.parametrize("metric,delta", [("AP", 0.0025), ("AP", -0.0025), ("AP75", 0.0035)])
+def test_tier_a_fails_outside_tolerance(tmp_path, published, metric, delta):
+    write(tmp_path / "published_384x288.json",
+          record(shifted(published, "384x288", {metric: delta}), source="published"))
+    result = gates.evaluate_tier("A", "384x288", inputs(tmp_path, published))
+    assert result.failed()
+    assert [m for m, v in verdicts(result).items() if v == "fail"] == [metric]
+
+
+def test_tier_a_not_run_in_the_smoke_profile_says_why(tmp_path, published):
+    write(tmp_path / "published_256x192.json",
+          {"status": "not_run", "reason": "profile 'smoke' has no published checkpoint", "source": "published"})
+    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    assert not result.ran and result.rows == ()
+    assert "no published checkpoint" in result.not_run
+
+
+def test_tier_a_fails_when_the_eval_protocol_differs(tmp_path, published):
+    rec = record(shifted(published, "256x192", {}), source="published")
+    rec["eval"]["use_gt_bbox"] = True
+    rec["eval"]["shift_heatmap"] = False
+    write(tmp_path / "published_256x192.json", rec)
+    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    protocol = [r for r in result.rows if r.metric == "protocol"][0]
+    assert protocol.verdict == "fail"
+    assert "use_gt_bbox" in protocol.note and "shift_heatmap=False" in protocol.note
+
+
+def test_a_missing_metric_fails_rather_than_passing(tmp_path, published):
+    values = shifted(published, "256x192", {})
+    del values["AR50"]
+    write(tmp_path / "published_256x192.json", record(values, source="published"))
+    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    assert verdicts(result)["AR50"] == "fail"
+
+
+# ------------------------------------------------------------------------------------------ tier C
+@pytest.mark.parametrize("d_ap,expected", [(-0.005, "pass"), (0.0, "pass"), (0.010, "pass"),
+                                           (-0.0051, "fail"), (0.0101, "suspect"), (0.02, "suspect")])
+def test_tier_c_ap_verdict(tmp_path, published, d_ap, expected):
+    write(tmp_path / "256x192.json", record(shifted(published, "256x192", {"AP": d_ap, "AR": -0.05})))
+    result = gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))
+    assert verdicts(result)["AP"] == expected
+    assert verdicts(result)["AR"] == "info"  # secondary stats are reported, not gated
+
+
+def test_suspiciously_high_is_reported_but_fails_only_when_configured(tmp_path, published):
+    write(tmp_path / "256x192.json", record(shifted(published, "256x192", {"AP": 0.02})))
+    results = [gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))]
+    assert not results[0].failed(suspect_fails=False)
+    assert results[0].failed(suspect_fails=True)
+    assert gates.failures(results, ("C",), strict=True, suspect_fails=False) == []
+    assert "suspect" in gates.render_results(results)
+    assert "GT boxes" in [r for r in results[0].rows if r.metric == "AP"][0].note
+
+
+def test_tier_c_not_run_on_smoke_metrics(tmp_path, published):
+    write(tmp_path / "256x192.json", record(smoke_values(), profile="smoke"))
+    result = gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))
+    assert not result.ran and "profile 'smoke'" in result.not_run
+
+
+# ------------------------------------------------------------------------------------------ tier S
+def test_baseline_derivation_records_spread_and_rule(smoke_baseline):
+    ap = smoke_baseline["configs"]["256x192"]["AP"]
+    assert ap["per_seed"] == {"0": 0.30, "1": 0.304, "2": 0.308}
+    assert ap["mean"] == pytest.approx(0.304)
+    assert ap["std"] == pytest.approx(0.004)       # sample std of (0.300, 0.304, 0.308)
+    assert ap["range"] == pytest.approx(0.008)
+    assert ap["tolerance"] == pytest.approx(0.012)  # max(3 * 0.004, 0.008, floor 0.005)
+    assert smoke_baseline["configs"]["256x192"]["num_images"]["tolerance"] == 0.0
+    assert smoke_baseline["rule"]["k_std"] == 3.0 and smoke_baseline["seeds"] == [0, 1, 2]
+    assert smoke_baseline["platform"] == PLATFORM
+
+
+def test_baseline_tolerance_has_a_floor_when_seeds_agree(published):
+    runs = {s: {"256x192": record(smoke_values(), profile="smoke", seed=s)} for s in (0, 1, 2)}
+    base = baseline.derive_baseline(runs, published["metric_names"], published["tolerances"]["S"], PLATFORM)
+    assert base["configs"]["256x192"]["AP"]["tolerance"] == published["tolerances"]["S"]["floor"]
+
+
+def test_baseline_needs_three_seeds_and_agreeing_counts(published):
+    tier_s = published["tolerances"]["S"]
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        baseline.derive_baseline(fake_runs((0, 1)), published["metric_names"], tier_s, PLATFORM)
+    runs = fake_runs()
+    runs[2]["384x288"]["num_instances"] = 151
+    with pytest.raises(ValueError, match="count differs"):
+        baseline.derive_baseline(runs, published["metric_names"], tier_s, PLATFORM)
+
+
+def test_tier_s_passes_and_the_baseline_seed_reproduces_exactly(tmp_path, published, smoke_baseline):
+    write(tmp_path / "256x192.json", fake_runs()[0]["256x192"])
+    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
+    assert set(verdicts(result).values()) == {"pass"}
+    assert verdicts(result)["exact(seed=0)"] == "pass"
+
+
+def test_tier_s_exact_check_fails_on_a_tiny_change_on_the_same_platform(tmp_path, published, smoke_baseline):
+    rec = fake_runs()[1]["256x192"]
+    rec["AP75"] += 1e-4   # inside the tolerance band, but seed 1 on this platform must be bit-identical
+    write(tmp_path / "256x192.json", rec)
+    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
+    assert verdicts(result)["AP75"] == "pass"
+    assert verdicts(result)["exact(seed=1)"] == "fail"
+    assert "AP75" in [r.note for r in result.rows if r.metric == "exact(seed=1)"][0]
+
+
+def test_tier_s_exact_check_not_run_on_another_platform(tmp_path, published, smoke_baseline):
+    rec = fake_runs()[1]["256x192"]
+    rec["AP75"] += 1e-4
+    write(tmp_path / "256x192.json", rec)
+    other = {**PLATFORM, "cpu_isa": "AVX512"}
+    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline, platform=other))
+    assert verdicts(result)["exact(seed=1)"] == "not_run" and not result.failed()
+
+
+def test_tier_s_fails_past_the_measured_tolerance(tmp_path, published, smoke_baseline):
+    rec = fake_runs()[0]["384x288"]
+    rec["AP"] = smoke_baseline["configs"]["384x288"]["AP"]["mean"] - 0.013   # tolerance is 0.012
+    write(tmp_path / "384x288.json", rec)
+    result = gates.evaluate_tier("S", "384x288", inputs(tmp_path, published, smoke_baseline))
+    assert verdicts(result)["AP"] == "fail"
+    assert "fail" in gates.render_results([result])
+
+
+def test_tier_s_not_run_without_a_baseline(tmp_path, published):
+    write(tmp_path / "256x192.json", fake_runs()[0]["256x192"])
+    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, None))
+    assert not result.ran and "repro baseline --seeds 0 1 2" in result.not_run
+
+
+# ------------------------------------------------------------------------------------------ strictness
+def test_missing_metrics_are_reported_not_passed(tmp_path, published, smoke_baseline):
+    results = gates.evaluate(inputs(tmp_path, published, smoke_baseline))
+    assert [(r.tier, r.config) for r in results] == [(t, n) for t in "ACS" for n in NAMES]
+    assert not any(r.ran for r in results)
+    problems = gates.failures(results, ("S",), strict=False)
+    assert problems == ["no tier ran: nothing was measured, so nothing can pass"]
+    table = gates.render_results(results)
+    assert "not_run" in table and "does not exist" in table
+
+
+def test_strict_mode_fails_only_for_required_tiers_not_run(tmp_path, published, smoke_baseline):
+    for name in NAMES:
+        write(tmp_path / f"{name}.json", fake_runs()[0][name])
+    results = gates.evaluate(inputs(tmp_path, published, smoke_baseline))
+    assert gates.failures(results, ("S",), strict=False) == []
+    assert gates.failures(results, ("S",), strict=True) == []
+    strict_a = gates.failures(results, ("S", "A"), strict=True)
+    assert len(strict_a) == 2 and all("required tier not run" in p for p in strict_a)
+    assert gates.failures(results, ("S", "A"), strict=False) == []
+
+
+def test_strict_and_required_tiers_come_from_flag_env_or_profile(monkeypatch):
+    monkeypatch.delenv(gates.STRICT_ENV, raising=False)
+    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
+    assert not gates.strict_enabled() and gates.strict_enabled(True)
+    monkeypatch.setenv(gates.STRICT_ENV, "1")
+    assert gates.strict_enabled()
+    assert gates.required_tiers("smoke") == ("S",) and gates.required_tiers("full") == ("A", "C")
+    monkeypatch.setenv(gates.TIERS_ENV, "A,C")
+    assert gates.required_tiers("smoke") == ("A", "C")
+    assert gates.required_tiers("smoke", ["S"]) == ("S",)
+
+
+# ------------------------------------------------------------------------------------------ tables
+def test_table_has_fixed_columns_and_4dp_numbers(tmp_path, published):
+    write(tmp_path / "published_256x192.json",
+          record(shifted(published, "256x192", {"AP": 0.00123456}), source="published"))
+    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    text = gates.render_results([result])
+    header = text.splitlines()[0].split()
+    assert header == list(gates.COLUMNS)
+    ap_line = [line for line in text.splitlines() if " AP " in line][0].split()
+    assert ap_line[:8] == ["A", "256x192", "AP", "0.6230", "0.6242", "+0.0012", "±0.0020", "pass"]
+    md = gates.render_results([result], markdown=True)
+    assert md.startswith("| tier | config | metric | expected | measured | delta | tolerance | verdict | note |")
+
+
+# ------------------------------------------------------------------------------------------ mains
+def setup_repo(tmp_path, published, smoke_baseline, monkeypatch):
+    """A working directory with published.yaml, a baseline and metrics files; returns common argv."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(gates.STRICT_ENV, raising=False)
+    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
+    monkeypatch.delenv("REPRO_PROFILE", raising=False)
+    monkeypatch.setattr(gates.baseline, "platform_fingerprint", lambda: dict(PLATFORM))
+    (tmp_path / "published.yaml").write_text(yaml.safe_dump(published))
+    write(tmp_path / "reports/baselines/smoke.json", smoke_baseline)
+    (tmp_path / "params.yaml").write_text("profile: smoke\n")
+    return ["--published", "published.yaml", "--metrics-dir", "reports/metrics"]
+
+
+def test_gate_main_exit_codes(tmp_path, published, smoke_baseline, monkeypatch, capsys):
+    argv = setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
+    assert gates.gate_main(argv) == 1                       # nothing measured
+    for name in NAMES:
+        write(tmp_path / f"reports/metrics/{name}.json", fake_runs()[0][name])
+    assert gates.gate_main(argv) == 0                       # S passes, A/C not run (reported)
+    assert gates.gate_main([*argv, "--strict", "--tier", "A"]) == 1
+    summary = tmp_path / "summary.md"
+    assert gates.gate_main([*argv, "--tier", "S", "--summary", str(summary)]) == 0
+    assert "| S | 256x192 | AP |" in summary.read_text()
+    out = capsys.readouterr().out
+    assert "required tier not run" in out and "gate (not strict): pass" in out
+
+
+def test_drift_main_against_working_tree_and_git_revision(tmp_path, published, smoke_baseline, monkeypatch,
+                                                          capsys):
+    argv = setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
+    for name in NAMES:
+        write(tmp_path / f"reports/metrics/{name}.json", fake_runs()[2][name])
+    assert gates.drift_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Path" in out and "Change" in out and "reports/metrics/256x192.json" in out
+
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("add", "reports/baselines/smoke.json")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    moved = json.loads(json.dumps(smoke_baseline))
+    moved["configs"]["256x192"]["AP"]["mean"] = 0.5     # the working-tree baseline now disagrees
+    write(tmp_path / "reports/baselines/smoke.json", moved)
+    assert gates.drift_main(argv) == 1
+    assert "DRIFT" in capsys.readouterr().out
+    assert gates.drift_main([*argv, "--rev", "HEAD"]) == 0
+    assert gates.drift_main([*argv, "--rev", "HEAD", "--baseline", "nope.json"]) == 2
+
+
+def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path, published, smoke_baseline,
+                                                                         monkeypatch):
+    setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
+    calls = []
+
+    def run_smoke(seed):
+        calls.append(seed)
+        return fake_runs((seed,))[seed]
+
+    out = tmp_path / "reports/baselines/new.json"
+    assert gates.baseline_main(["--seeds", "2", "0", "1", "--out", str(out), "--published", "published.yaml"],
+                               run_smoke=run_smoke) == 0
+    assert calls == [0, 1, 2]
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(smoke_baseline))
+    assert not list(out.parent.glob(".*.tmp"))
+    with pytest.raises(SystemExit):
+        gates.baseline_main(["--seeds", "0", "1", "--out", str(out), "--published", "published.yaml"],
+                            run_smoke=run_smoke)
+
+
+def test_drift_flags_metrics_that_are_not_from_the_smoke_profile(tmp_path, published, smoke_baseline):
+    write(tmp_path / "256x192.json", record(smoke_values(), profile="full"))
+    rows = gates.drift_rows(inputs(tmp_path, published, smoke_baseline))
+    verdict = {(r[0].rsplit("/", 1)[-1], r[1]): r[-1] for r in rows}
+    assert verdict[("256x192.json", "AP")] == "not smoke"
+    assert verdict[("384x288.json", "AP")] == "missing"
