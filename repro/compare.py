@@ -119,7 +119,8 @@ def val_histories(models_dir: Path, names) -> dict:
         path = models_dir / name / "val_history.csv"
         if path.is_file():
             with open(path, newline="") as f:
-                histories[name] = [(int(float(r["epoch"])), float(r["AP"])) for r in csv.DictReader(f)]
+                histories[name] = [(int(float(r["epoch"])), float(r["AP"])) for r in csv.DictReader(f)
+                                   if r.get("AP") not in (None, "")]
     return histories
 
 

@@ -20,6 +20,7 @@ def published():
 def tree(tmp_path, published, monkeypatch):
     """reports/metrics with full-profile metrics (trained + published checkpoint), val histories, a baseline."""
     monkeypatch.setattr(baseline, "platform_fingerprint", lambda: dict(PLATFORM))
+    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
     metrics = tmp_path / "reports/metrics"
     write(metrics / "256x192.json", record(shifted(published, "256x192", {"AP": -0.003, "AR": 0.01})))
     write(metrics / "384x288.json", record(shifted(published, "384x288", {"AP": 0.02})))
@@ -100,7 +101,8 @@ def test_published_vs_measured_data_and_png(tree):
     assert (tree / "reports/plots/published_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path):
+def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
     summary = compare.compare(tmp_path / "reports/metrics", tmp_path / "models", tmp_path / "reports", "smoke",
                               baseline_path=tmp_path / "none.json")
     assert summary["verdict"] == "not_run"
