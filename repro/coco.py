@@ -22,7 +22,7 @@ from repro.codec import encode
 from repro.config import AugmentConfig, CodecConfig
 from repro.skeleton import NUM_KEYPOINTS
 from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
-from repro.transforms import affine_crop, warp_matrix
+from repro.transforms import affine_crop, crop, warp_matrix
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,8 @@ def reduced_crop(path: Path, geom: Geometry, img_width: int, codec: CodecConfig,
     Returns (crop, M) with M the full-resolution image -> crop matrix (for keypoints).
     """
     k = reduction_factor(float(geom.scale[0]), codec.input_size[0], min_ratio)
+    if k == 1:
+        return crop(read_image(path), geom, codec)   # bit-identical to the faithful path
     img = read_image(path, _REDUCED_FLAGS[k])
     m = warp_matrix(geom.center, geom.scale, geom.rotation, codec.input_size).astype(np.float64)
     m3 = np.vstack([m, [0, 0, 1]])
@@ -241,26 +243,32 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
                 log.warning("skipping instance %d (skipped so far in this process: %d): %s", j, self.skipped, e)
         raise DatasetError(f"{self.image_dir}: no readable image for any instance")
 
-    def _item(self, index: int) -> dict:
+    def geometry(self, index: int, img_width: int | None = None) -> Geometry:
+        """Crop geometry of instance `index` in the current epoch (training: drawn from its own rng).
+
+        img_width (for the flip mirror) defaults to the annotated image width.
+        """
         inst = {k: v[index] for k, v in self.instances.items()}
-        image = self.images[inst["image_index"]]
         center, scale = bbox_xyxy_to_center_scale(inst["bbox"], self.augment.bbox_padding)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.is_training else None
+        width = self.images[inst["image_index"]]["width"] if img_width is None else img_width
+        return self.transform.geometry(center, scale, inst["keypoints"], inst["visible"], width, rng)
+
+    def _item(self, index: int) -> dict:
+        image = self.images[self.instances["image_index"][index]]
         if self.reduced_decode:
-            geom = self.transform.geometry(center, scale, inst["keypoints"], inst["visible"], image["width"], rng)
-            patch, m = reduced_crop(self.image_path(index), geom, image["width"], self.codec,
-                                    self.reduced_min_ratio)
-            out_img, keypoints = to_tensor(patch), transform_points(geom.keypoints, m)
-            visible, out_center, out_scale = geom.visible, geom.center, geom.scale
+            geom = self.geometry(index)
+            patch, m = reduced_crop(self.image_path(index), geom, image["width"], self.codec, self.reduced_min_ratio)
         else:
-            t = self.transform(read_image(self.image_path(index)), center, scale, inst["keypoints"],
-                               inst["visible"], rng)
-            out_img, keypoints, visible, out_center, out_scale = t.img, t.keypoints, t.visible, t.center, t.scale
+            img = read_image(self.image_path(index))
+            geom = self.geometry(index, img.shape[1])   # mirror about the decoded width, as mmpose does
+            patch, m = crop(img, geom, self.codec)
         if self.is_training:
-            heatmaps, weights = encode(keypoints, visible, self.codec)
-            return {"img": out_img, "heatmaps": torch.from_numpy(heatmaps), "weights": torch.from_numpy(weights),
-                    "index": index}
-        x1, y1, x2, y2 = inst["bbox"]
-        return {"img": out_img, "center": torch.from_numpy(out_center), "scale": torch.from_numpy(out_scale),
-                "bbox": torch.tensor([x1, y1, x2 - x1, y2 - y1]), "bbox_score": float(inst["bbox_score"]),
-                "image_id": int(image["id"]), "index": index}
+            heatmaps, weights = encode(transform_points(geom.keypoints, m), geom.visible, self.codec)
+            return {"img": to_tensor(patch), "heatmaps": torch.from_numpy(heatmaps),
+                    "weights": torch.from_numpy(weights), "index": index}
+        x1, y1, x2, y2 = self.instances["bbox"][index]
+        return {"img": to_tensor(patch), "center": torch.from_numpy(geom.center),
+                "scale": torch.from_numpy(geom.scale), "bbox": torch.tensor([x1, y1, x2 - x1, y2 - y1]),
+                "bbox_score": float(self.instances["bbox_score"][index]), "image_id": int(image["id"]),
+                "index": index}
