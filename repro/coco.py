@@ -62,37 +62,50 @@ def load_coco_keypoints(ann_file) -> tuple[list[dict], list[dict]]:
                 raise DatasetError(f"{path}: images[{i}]: field '{key}' missing or not {kind.__name__}")
     cat_id = person[0].get("id", 1)
     anns = [a for a in data["annotations"] if isinstance(a, dict) and a.get("category_id", cat_id) == cat_id]
-    for i, ann in enumerate(anns):
-        if not isinstance(ann.get("keypoints"), list) or len(ann["keypoints"]) != 3 * NUM_KEYPOINTS:
-            raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: 'keypoints' missing or not "
-                               f"{3 * NUM_KEYPOINTS} numbers")
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: 'bbox' missing or not 4 numbers")
+    for key, length in (("keypoints", 3 * NUM_KEYPOINTS), ("bbox", 4)):
+        try:   # one vectorised conversion; on failure, find and name the entry
+            values = np.array([a[key] for a in anns]).reshape(len(anns), length)
+            if anns and values.dtype.kind not in "iuf":   # strings, booleans, nulls
+                raise TypeError(values.dtype)
+        except (KeyError, TypeError, ValueError):
+            for ann in anns:
+                v = ann.get(key)
+                if not (isinstance(v, list) and len(v) == length
+                        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+                    raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: '{key}' missing or not "
+                                       f"{length} numbers") from None
+    for ann in anns:
+        if "image_id" not in ann:
+            raise DatasetError(f"{path}: annotation id {ann.get('id')!r}: 'image_id' missing")
     return data["images"], anns
 
 
 def gt_instances(images: list[dict], anns: list[dict]) -> dict[str, np.ndarray]:
-    """Top-down instances from GT boxes with the 1.x filtering (spec §2.3); images in file order."""
-    index = {img["id"]: i for i, img in enumerate(images)}
-    by_image: dict[int, list[dict]] = {}
-    for ann in anns:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    rows = []
-    for img in images:
-        w, h = img["width"], img["height"]
-        for ann in by_image.get(img["id"], []):
-            x, y, bw, bh = ann["bbox"]
-            box = np.array([np.clip(x, 0, w - 1), np.clip(y, 0, h - 1),
-                            np.clip(x + bw, 0, w - 1), np.clip(y + bh, 0, h - 1)], np.float32)
-            kpts = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
-            num = ann.get("num_keypoints", np.count_nonzero(kpts[:, :2].max(axis=1)))
-            if ann.get("iscrowd", 0) or num == 0 or box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-                continue
-            if kpts[:, :2].max() <= 0:
-                continue
-            rows.append((index[img["id"]], box, kpts[:, :2], np.minimum(1, kpts[:, 2]), 1.0, ann.get("id", -1)))
-    return _stack(rows)
+    """Top-down instances from GT boxes with the 1.x filtering (spec §2.3).
+
+    Order: images in file order, then annotations in file order; annotations of unknown images are ignored
+    (as the COCO API does).
+    """
+    K = NUM_KEYPOINTS
+    pos = {img["id"]: i for i, img in enumerate(images)}
+    anns = sorted((a for a in anns if a.get("image_id") in pos), key=lambda a: pos[a["image_id"]])  # stable
+    if not anns:
+        return _stack([])
+    image_index = np.array([pos[a["image_id"]] for a in anns], np.int64)
+    limit = np.array([(images[i]["width"] - 1, images[i]["height"] - 1) for i in image_index], np.float64)
+    xywh = np.array([a["bbox"] for a in anns], np.float64)
+    box = np.clip(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1), 0, np.tile(limit, 2))
+    box = box.astype(np.float32)
+    kpts = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, K, 3)
+    counted = np.count_nonzero(kpts[..., :2].max(axis=2), axis=1)   # 1.x fallback when num_keypoints is absent
+    num = np.array([a.get("num_keypoints", c) for a, c in zip(anns, counted)])
+    crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns])
+    keep = (~crowd & (num != 0) & (box[:, 2] - box[:, 0] > 0) & (box[:, 3] - box[:, 1] > 0)
+            & (kpts[..., :2].reshape(len(anns), -1).max(axis=1) > 0))
+    return {"image_index": image_index[keep], "bbox": box[keep], "keypoints": kpts[keep, :, :2],
+            "visible": np.minimum(1, kpts[keep, :, 2]),
+            "bbox_score": np.ones(int(keep.sum()), np.float32),
+            "ann_id": np.array([a.get("id", -1) for a in anns], np.int64)[keep]}
 
 
 def _stack(rows) -> dict[str, np.ndarray]:

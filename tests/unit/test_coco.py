@@ -187,6 +187,12 @@ def test_skip_corrupt_returns_the_next_readable_instance_and_counts(tmp_path, ca
                  "categories": [{"id": 1, "keypoints": ["k"] * NUM_KEYPOINTS}]}), r"images\[0\]: field 'height'"),
     (json.dumps({"images": [], "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
                  "categories": [{"id": 1, "keypoints": ["k"] * NUM_KEYPOINTS}]}), "annotation id 7: 'keypoints'"),
+    (json.dumps({"images": [], "annotations": [{"id": 8, "image_id": 1, "category_id": 1, "bbox": [0, "3", 1, 1],
+                                                "keypoints": [0] * 3 * NUM_KEYPOINTS}],
+                 "categories": [{"id": 1, "keypoints": ["k"] * NUM_KEYPOINTS}]}), "annotation id 8: 'bbox'"),
+    (json.dumps({"images": [], "annotations": [{"id": 9, "category_id": 1, "bbox": [0, 0, 1, 1],
+                                                "keypoints": [0] * 3 * NUM_KEYPOINTS}],
+                 "categories": [{"id": 1, "keypoints": ["k"] * NUM_KEYPOINTS}]}), "annotation id 9: 'image_id'"),
 ])
 def test_bad_annotation_file_is_named(tmp_path, content, message):
     (tmp_path / "ann.json").write_text(content)
