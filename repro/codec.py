@@ -79,7 +79,7 @@ def heatmap_maximum(heatmaps) -> tuple[torch.Tensor, torch.Tensor]:
     """
     H, W = heatmaps.shape[-2:]
     flat = heatmaps.reshape(*heatmaps.shape[:-2], H * W)
-    # torch.max(dim) does not promise the first index on ties; argmax of (value, -index) does.
+    # torch.argmax does not promise the first index on ties (CUDA); the smallest index at the max does.
     scores = flat.max(dim=-1).values
     idx = torch.arange(H * W, device=flat.device)
     first = torch.where(flat == scores[..., None], idx, H * W).min(dim=-1).values
