@@ -107,6 +107,25 @@ def test_oks_nms_matches_reference_on_crowded_images(seed):
     assert keep.tolist() == ref.tolist()
 
 
+@pytest.mark.parametrize("chunk", [1 << 21, 1])
+def test_oks_nms_matches_reference_over_many_image_sizes(chunk, monkeypatch):
+    """Images are batched by size (and chunked); sizes 1..30, several images per size, shuffled rows."""
+    import repro.postprocess
+    monkeypatch.setattr(repro.postprocess, "_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    sizes = np.repeat(np.arange(1, 31), 3)
+    image_ids = rng.permutation(np.repeat(np.arange(len(sizes)) * 7 + 5, sizes))
+    n = len(image_ids)
+    people = rng.uniform(0, 300, (n // 3, 2))[rng.integers(0, n // 3, n)]
+    kps = people[:, None, :] + rng.uniform(-40, 40, (K, 2)) + rng.normal(0, 1, (n, K, 2)) * rng.choice(
+        [0.5, 30], n)[:, None, None]
+    scores = np.round(rng.uniform(0, 1, n), 2)              # with ties
+    areas = rng.uniform(2e3, 2e4, n)
+    keep = oks_nms(image_ids, kps, scores, areas, thr=0.9)
+    assert keep.tolist() == reference_nms(image_ids, kps, scores, areas, 0.9).tolist()
+    assert len(keep) < n
+
+
 def test_oks_nms_empty():
     assert oks_nms(np.zeros(0, np.int64), np.zeros((0, K, 2)), np.zeros(0), np.zeros(0)).tolist() == []
 
