@@ -392,6 +392,17 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
 
 # ------------------------------------------------------------------------------------------------ CLI
 
+def _parse_value(text: str):
+    """YAML, except that numbers YAML 1.1 reads as strings ("1e-3") are numbers."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def apply_overrides(cfg: RunConfig, items: list) -> RunConfig:
     """`--set train.epochs=3 seed=1 ...` applied to a resolved config (values parsed as YAML, re-validated)."""
     d = cfg.to_dict()
@@ -405,7 +416,7 @@ def apply_overrides(cfg: RunConfig, items: list) -> RunConfig:
                 or isinstance(node[parts[-1]], dict):
             raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a leaf of the resolved "
                                      f"config (e.g. train.epochs=3); see config.yaml of a run")
-        node[parts[-1]] = yaml.safe_load(text)
+        node[parts[-1]] = _parse_value(text)
     hints = {f.name: f.type for f in dataclasses.fields(RunConfig)}
     if not isinstance(d["seed"], int) or isinstance(d["seed"], bool):
         raise config.ConfigError(f"seed: expected int, got {d['seed']!r}")

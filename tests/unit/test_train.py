@@ -1,0 +1,285 @@
+"""Training recipe pieces checked against values computed by hand (spec §3), plus BN buffer averaging over a
+real 2-process gloo group, the open/closed recipe diff, --set overrides and resume bookkeeping."""
+import dataclasses
+import json
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from repro import config, distributed, recipe, runlog, train
+from repro.config import TrainConfig
+from tests.conftest import REPO
+
+
+def _train_cfg(**over) -> TrainConfig:
+    base = config.load(REPO / "params.yaml", "256x192", "full").train
+    return dataclasses.replace(base, **over)
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+def test_lr_factor_published_warmup_is_mmengine_linear_lr():
+    cfg = _train_cfg()   # warm-up 500 iterations from 0.001, milestones 170/200, gamma 0.1
+    assert train.lr_factor(0, 0, cfg) == pytest.approx(0.001)
+    assert train.lr_factor(1, 0, cfg) == pytest.approx(0.001 + 0.999 / 499)
+    assert train.lr_factor(250, 0, cfg) == pytest.approx(0.001 + 0.999 * 250 / 499)
+    assert train.lr_factor(499, 1, cfg) == pytest.approx(1.0)
+    assert train.lr_factor(500, 1, cfg) == 1.0
+
+
+def test_lr_factor_steps_down_at_zero_based_milestone_epochs():
+    cfg = _train_cfg()
+    it = 10_000   # long past warm-up
+    assert train.lr_factor(it, 169, cfg) == 1.0
+    assert train.lr_factor(it, 170, cfg) == pytest.approx(0.1)
+    assert train.lr_factor(it, 199, cfg) == pytest.approx(0.1)
+    assert train.lr_factor(it, 200, cfg) == pytest.approx(0.01)
+    assert train.lr_factor(it, 209, cfg) == pytest.approx(0.01)
+
+
+def test_scheduler_gives_hand_computed_lr_per_iteration():
+    # 3 iterations per epoch, warm-up 4 iterations from 0.1, milestones at epochs 1 and 2, lr 1.0:
+    # t:      0     1     2     3     4     5     6      7      8
+    # warm: 0.1   0.4   0.7   1.0   1     1     1      1      1
+    # decay:  1     1     1   0.5   0.5   0.5   0.25   0.25   0.25
+    cfg = _train_cfg(lr=1.0, warmup_iters=4, warmup_ratio=0.1, milestones=(1, 2), gamma=0.5)
+    model = nn.Linear(1, 1)
+    opt = train.build_optimizer(model, cfg)
+    sched = train.build_lr_scheduler(opt, cfg, iters_per_epoch=3)
+    seen = []
+    for _ in range(9):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([0.1, 0.4, 0.7, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25])
+
+
+def test_scheduler_state_round_trip_continues_the_schedule():
+    cfg = _train_cfg(lr=1.0, warmup_iters=4, warmup_ratio=0.1, milestones=(1, 2), gamma=0.5)
+    opt = train.build_optimizer(nn.Linear(1, 1), cfg)
+    sched = train.build_lr_scheduler(opt, cfg, 3)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    opt2 = train.build_optimizer(nn.Linear(1, 1), cfg)
+    sched2 = train.build_lr_scheduler(opt2, cfg, 3)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(sched.state_dict())
+    assert sched2.last_epoch == 5 and opt2.param_groups[0]["lr"] == pytest.approx(0.5)
+    opt2.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.25)
+
+
+def test_optimizer_is_published_adam():
+    opt = train.build_optimizer(nn.Linear(2, 2), _train_cfg())
+    assert isinstance(opt, torch.optim.Adam)
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.9, 0.999) and group["eps"] == 1e-8 and group["weight_decay"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------- loss
+
+def test_heatmap_loss_is_sum_over_stages_of_weighted_mean_squared_error():
+    # B=1, K=2, H=1, W=2. Keypoint 0 weight 1, keypoint 1 weight 0 (its errors must not count).
+    gt = torch.tensor([[[[1.0, 0.0]], [[0.5, 0.5]]]])
+    s1 = torch.tensor([[[[0.0, 0.0]], [[9.0, 9.0]]]])     # k0 errors 1, 0
+    s2 = torch.tensor([[[[1.0, 2.0]], [[-9.0, 9.0]]]])    # k0 errors 0, 2
+    w = torch.tensor([[1.0, 0.0]])
+    # stage 1: (1² + 0²) / (B·K·H·W = 4) = 0.25; stage 2: (0² + 2²) / 4 = 1.0; no 0.5 factor.
+    assert train.heatmap_loss([s1, s2], gt, w).item() == pytest.approx(1.25)
+
+
+def test_heatmap_loss_gradient_reaches_every_stage():
+    gt = torch.zeros(2, 3, 4, 4)
+    stages = [torch.ones(2, 3, 4, 4, requires_grad=True) for _ in range(3)]
+    train.heatmap_loss(stages, gt, torch.ones(2, 3)).backward()
+    # d/dp mean((p - 0)²) = 2p / N with N = 96
+    for s in stages:
+        assert torch.allclose(s.grad, torch.full_like(s, 2 / 96))
+
+
+def _peak(h, w, x, y, value=1.0):
+    m = torch.zeros(h, w)
+    m[y, x] = value
+    return m
+
+
+def test_pose_pck_accuracy_matches_mmpose_by_hand():
+    # H=10, W=40. mmpose normalises (x, y) distances by (H, W) (in that order): dx=1 -> 0.1, dy=1 -> 0.025.
+    H, W = 10, 40
+    target = torch.stack([_peak(H, W, 2, 2), _peak(H, W, 5, 5), _peak(H, W, 7, 3), _peak(H, W, 1, 1)])[None]
+    pred = torch.stack([
+        _peak(H, W, 3, 2),    # k0: dx = 1 -> 1/10 = 0.1, not < 0.05 -> miss
+        _peak(H, W, 5, 6),    # k1: dy = 1 -> 1/40 = 0.025 < 0.05 -> hit
+        _peak(H, W, 7, 4),    # k2: dy = 1 -> hit
+        _peak(H, W, 30, 9),   # k3: far off, but masked out (invisible) -> ignored
+    ])[None]
+    mask = torch.tensor([[True, True, True, False]])
+    assert train.pose_pck_accuracy(pred, target, mask).item() == pytest.approx(2 / 3)
+
+
+def test_pose_pck_accuracy_treats_non_positive_maxima_as_missing():
+    # get_heatmap_maximum puts (-1, -1) where the max <= 0: an all-zero prediction misses a real target.
+    H, W = 8, 8
+    target = _peak(H, W, 0, 0)[None, None]
+    assert train.pose_pck_accuracy(torch.zeros(1, 1, H, W), target, torch.ones(1, 1, dtype=torch.bool)) == 0
+
+
+def test_pose_pck_accuracy_averages_per_keypoint_over_valid_keypoints():
+    H, W = 8, 8
+    t = _peak(H, W, 3, 3)
+    target = torch.stack([torch.stack([t, t]), torch.stack([t, t])])            # (2, 2, 8, 8)
+    pred = torch.stack([torch.stack([t, _peak(H, W, 7, 7)]), torch.stack([t, t])])
+    # k0: 2/2 hits; k1: sample 0 misses, sample 1 masked out -> 0/1. Mean over keypoints = 0.5.
+    mask = torch.tensor([[True, True], [True, False]])
+    assert train.pose_pck_accuracy(pred, target, mask).item() == pytest.approx(0.5)
+    assert train.pose_pck_accuracy(pred, target, torch.zeros(2, 2, dtype=torch.bool)).item() == 0.0
+
+
+# ------------------------------------------------------------------------------------ BN buffer sync
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _average_worker(rank: int, world: int, port: int, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    env = distributed.setup("cpu")
+    try:
+        bn = nn.BatchNorm2d(2)
+        bn.running_mean.fill_(float(rank + 1))          # rank 0: 1, rank 1: 2 -> 1.5
+        bn.running_var.copy_(torch.tensor([4.0, 8.0]) * (rank + 1))   # -> [6, 12]
+        bn.num_batches_tracked.fill_(7)
+        bn.weight.data.fill_(float(rank))                # parameters are not buffers: untouched
+        distributed.average_buffers(bn)
+        out.put((rank, bn.running_mean.tolist(), bn.running_var.tolist(), int(bn.num_batches_tracked),
+                 bn.weight.data.tolist()))
+    finally:
+        distributed.cleanup(env)
+
+
+def test_average_buffers_takes_the_mean_of_bn_statistics_across_two_gloo_ranks():
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    mp.start_processes(_average_worker, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
+    results = sorted(out.get() for _ in range(2))
+    for rank, mean, var, nbt, weight in results:
+        assert mean == [1.5, 1.5]
+        assert var == [6.0, 12.0]
+        assert nbt == 7
+        assert weight == [float(rank)] * 2
+
+
+def test_average_buffers_is_identity_without_a_process_group():
+    bn = nn.BatchNorm2d(1)
+    bn.running_mean.fill_(3.0)
+    distributed.average_buffers(bn)
+    assert bn.running_mean.item() == 3.0
+
+
+# ------------------------------------------------------------------------------------- recipe status
+
+@pytest.mark.parametrize("name", ["256x192", "384x288"])
+def test_published_config_on_eight_processes_is_closed(name):
+    cfg = config.load(REPO / "params.yaml", name, "full")
+    assert recipe.recipe_diff(cfg, world_size=8) == []
+    assert recipe.recipe_status([]) == "closed"
+
+
+def test_published_config_on_one_process_is_open_on_world_size_only():
+    cfg = config.load(REPO / "params.yaml", "256x192", "full")
+    assert recipe.recipe_diff(cfg, world_size=1) == [{"name": "world_size", "published": 8, "used": 1}]
+
+
+@pytest.mark.parametrize("name", ["256x192", "384x288"])
+def test_smoke_config_is_open_with_named_items(name):
+    cfg = config.load(REPO / "params.yaml", name, "smoke")
+    diff = recipe.recipe_diff(cfg, world_size=1)
+    items = {d["name"]: (d["published"], d["used"]) for d in diff}
+    assert recipe.recipe_status(diff) == "open"
+    assert items["model.feat_channels"] == (128, cfg.model.feat_channels)
+    assert items["train.epochs"] == (210, cfg.train.epochs)
+    assert items["train.milestones"] == ([170, 200], list(cfg.train.milestones))
+    assert items["data.source"] == ("coco", "synthetic")
+    assert items["world_size"] == (8, 1)
+    assert "train.lr" not in items                       # equal values are not listed
+    json.dumps(diff)                                     # plain data (MLflow tag, metrics.json)
+
+
+def test_changed_sigma_makes_the_run_open():
+    cfg = config.load(REPO / "params.yaml", "256x192", "full")
+    cfg = dataclasses.replace(cfg, codec=dataclasses.replace(cfg.codec, sigma=3.0))
+    assert recipe.recipe_diff(cfg, 8) == [{"name": "codec.sigma", "published": 2.0, "used": 3.0}]
+
+
+# ----------------------------------------------------------------------------------------- overrides
+
+def test_set_overrides_a_leaf_and_revalidates():
+    cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
+    new = train.apply_overrides(cfg, ["train.epochs=3", "train.milestones=[1, 2]", "seed=5", "train.lr=1e-3"])
+    assert (new.train.epochs, new.train.milestones, new.seed, new.train.lr) == (3, (1, 2), 5, 1e-3)
+    assert new.model == cfg.model
+
+
+@pytest.mark.parametrize("item", ["train.nope=1", "train=1", "train.epochs", "name=x", "train.epochs=abc",
+                                  "train.milestones=[3, 1]"])
+def test_set_rejects_unknown_keys_and_bad_values(item):
+    cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
+    with pytest.raises(config.ConfigError):
+        train.apply_overrides(cfg, [item])
+
+
+# ------------------------------------------------------------------------------------------- run log
+
+def test_run_log_drops_records_of_epochs_after_the_checkpoint(tmp_path):
+    run = runlog.RunLog(tmp_path, stat_names=("AP",))
+    for epoch in range(3):
+        run.train_interval({"epoch": epoch + 1, "iter": 1, "iters": 1, "step": epoch + 1, "lr": 0.1,
+                            "loss": 1.0, "acc_pose": 0.0, "time": 0.1, "data_time": 0.0}, eta_s=0)
+        run.validation(epoch, epoch + 1, {"AP": 0.1 * epoch})
+    resumed = runlog.RunLog(tmp_path, stat_names=("AP",), resume_epoch=2)   # epochs 1, 2 completed
+    assert [r["epoch"] for r in resumed.records] == [1, 1, 2, 2]
+    lines = (tmp_path / runlog.TRAIN_LOG).read_text().splitlines()
+    assert len(lines) == 4
+    assert (tmp_path / runlog.VAL_HISTORY).read_text() == "epoch,AP\n1,0.0000\n2,0.1000\n"
+
+
+def test_run_log_is_silent_on_other_ranks(tmp_path):
+    run = runlog.RunLog(tmp_path, stat_names=("AP",), enabled=False)
+    run.validation(0, 1, {"AP": 0.5})
+    run.write_metrics({"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+class _OneStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
+def test_non_finite_loss_stops_with_a_clear_error():
+    model = _OneStage()
+    opt = train.build_optimizer(model, _train_cfg())
+    sched = train.build_lr_scheduler(opt, _train_cfg(), 1)
+    bad = {"img": torch.full((1, 3, 2, 2), math.nan), "heatmaps": torch.zeros(1, 2, 2, 2),
+           "weights": torch.ones(1, 2)}
+
+    class Loader(list):
+        sampler = type("S", (), {"num_replicas": 1, "__len__": lambda self: 1})()
+
+    with pytest.raises(FloatingPointError, match="non-finite loss nan at epoch 1, iteration 1"):
+        train.train_one_epoch(model, opt, sched, Loader([bad]), torch.device("cpu"), 0,
+                              train.Step(), runlog.RunLog(".", enabled=False), 1, 1)
+    assert torch.isfinite(model.conv.weight).all()   # no step was taken
