@@ -390,12 +390,12 @@ def drift_main(argv=None) -> int:
     return 1 if bad else 0
 
 
-def baseline_main(argv=None, run_smoke=None) -> int:
+def baseline_main(argv, run_smoke) -> int:
     """`repro baseline`: rerun the smoke pipeline per seed and write the baseline with its measured spread.
 
     Args:
         argv: command-line arguments (--seeds, --out, --published).
-        run_smoke: seed -> {config name -> metrics}; default repro.pipeline.run_smoke.
+        run_smoke: seed -> {config name -> metrics} (the CLI passes repro.pipeline's; tests inject runs).
     """
     parser = argparse.ArgumentParser(prog="repro baseline", description=baseline_main.__doc__.split("\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -406,12 +406,6 @@ def baseline_main(argv=None, run_smoke=None) -> int:
     tier_s = inputs.published["tolerances"]["S"]
     if len(set(args.seeds)) < int(tier_s["min_seeds"]):
         parser.error(f"need at least {tier_s['min_seeds']} distinct seeds to measure a spread")
-    if run_smoke is None:
-        try:
-            from repro.pipeline import run_smoke
-        except ImportError as e:
-            print(f"repro baseline: no smoke pipeline to run ({e})", file=sys.stderr)
-            return 2
     runs = baseline.run_seeds(sorted(set(args.seeds)), run_smoke)
     base = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s,
                                     baseline.platform_fingerprint())

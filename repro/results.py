@@ -3,16 +3,17 @@
 Each file holds the 10 COCO keypoint stats, the counts, and what produced them (profile, source,
 checkpoint, evaluation settings), so a reviewer never has to guess which boxes or weights were used.
 """
+import json
 from pathlib import Path
 
-from repro import atomic
+from repro import atomic, baseline
 from repro.config import RunConfig
 
 
 def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint) -> dict:
     """One metrics file's content. `source` is "trained" or "published"."""
     return {**metrics, "config": cfg.name, "profile": cfg.profile, "source": source,
-            "checkpoint": str(checkpoint), "seed": cfg.seed,
+            "checkpoint": str(checkpoint), "seed": cfg.seed, "platform": baseline.platform_fingerprint(),
             "eval": {"flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,
                      "use_gt_bbox": cfg.eval.use_gt_bbox, "keypoint_score_thr": cfg.eval.keypoint_score_thr,
                      "nms_thr": cfg.eval.nms_thr, "amp": cfg.eval.amp}}
@@ -25,3 +26,8 @@ def not_run_record(cfg: RunConfig, source: str, reason: str) -> dict:
 
 def write(path, record: dict) -> Path:
     return atomic.write_json(path, record)
+
+
+def read(path) -> dict:
+    with open(path) as f:
+        return json.load(f)

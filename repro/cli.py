@@ -1,0 +1,117 @@
+"""`repro <command>`: the library's entry points, the same functions the DVC stages call.
+
+    repro data                       # synthesize (smoke) or download (full) data/<profile>
+    repro train --config 256x192 --out models/256x192 [--profile full]   # torchrun for several GPUs
+    repro evaluate --config 256x192 --checkpoint FILE [--gt-bbox] [--out-dir DIR]
+    repro download-published --config 256x192 [--dest models/published]
+    repro compare                    # reports/comparison.{md,json} and plots
+    repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
+    repro drift [--rev REV]          # current metrics vs the committed baseline
+    repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
+
+Modules are imported per command, so `repro --help` stays fast.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _data(args):
+    from repro import config
+    cfg = config.load(args.params, profile=args.profile)
+    if cfg.data.source == "synthetic":
+        from repro.synthetic import generate
+        print(json.dumps(generate(cfg.synthetic, cfg.data.root), indent=2, default=str))
+    else:
+        from repro.download import prepare_coco
+        prepare_coco(cfg.data.root, config.published()["sources"], mirror=os.environ.get("REPRO_MIRROR"),
+                     det_file=args.det_file or os.environ.get("REPRO_DET_FILE"))
+
+
+def _evaluate(args):
+    from repro import config, evaluate
+    cfg = config.load(args.params, args.config, profile=args.profile)
+    out_dir = Path(args.out_dir or f"outputs/eval/{Path(args.checkpoint).stem}_{cfg.name}")
+    metrics = evaluate.evaluate_checkpoint(cfg, Path(args.checkpoint), out_dir,
+                                           use_gt_bbox=True if args.gt_bbox else None)
+    print(json.dumps(metrics, indent=2))
+
+
+def _download_published(args):
+    from repro import config
+    from repro.download import fetch_published
+    print(fetch_published(config.published()["models"][args.config], Path(args.dest),
+                          mirror=os.environ.get("REPRO_MIRROR")))
+
+
+def _compare(args):
+    from repro import compare, config
+    cfg = config.load(args.params, profile=args.profile)
+    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
+    print(Path("reports/comparison.md").read_text())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help_, config=False):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--params", default="params.yaml")
+        p.add_argument("--profile", default=None, help="override params.yaml's profile (smoke | full)")
+        if config:
+            p.add_argument("--config", required=True, help="256x192 or 384x288")
+        p.set_defaults(func=func)
+        return p
+
+    command("data", _data, "make data/<profile>").add_argument("--det-file")
+    p = command("evaluate", _evaluate, "evaluate a checkpoint (ours or a published mmpose file)", config=True)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--gt-bbox", action="store_true", help="GT boxes instead of the detection file")
+    p.add_argument("--out-dir")
+    command("download-published", _download_published, "fetch a published checkpoint", config=True) \
+        .add_argument("--dest", default="models/published")
+    command("compare", _compare, "compare metrics with the published table")
+    return parser
+
+
+def _baseline(argv) -> int:
+    """Each seed's smoke run goes to a scratch directory, so the repo's data/, models/, reports/ stay as they are."""
+    import tempfile
+
+    from repro import gates, pipeline
+    with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
+        return gates.baseline_main(argv, lambda seed: pipeline.run_smoke(seed, workdir=Path(scratch) / str(seed)))
+
+
+def _train(argv):
+    from repro import launch, train
+    return launch.run("repro.train", argv, train.main)
+
+
+def _gate(argv) -> int:
+    from repro import gates
+    return gates.gate_main(argv)
+
+
+def _drift(argv) -> int:
+    from repro import gates
+    return gates.drift_main(argv)
+
+
+# Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
+DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return DELEGATED[argv[0]](argv[1:])
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
