@@ -129,8 +129,10 @@ def pipeline_group_id() -> str:
 
 
 def _git(*args: str) -> str | None:
+    """git run in the checkout this code comes from (the run's code version, whatever the cwd)."""
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, check=True)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30, check=True,
+                             cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout
@@ -278,31 +280,23 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
     Raises:
         TrackingError: the store is unreachable or rejects the run.
     """
+    context = run_context(cfg, world_size, recipe_diff)
     uri = tracking_uri()
     check_store(uri)
     _quiet_mlflow()
     try:
         from mlflow.tracking import MlflowClient
-        client = MlflowClient(tracking_uri=uri)
-        run_id = _reopen(client, resume_run_id)
-        context = run_context(cfg, world_size, recipe_diff)
+        run_id = _reopen(MlflowClient(tracking_uri=uri), resume_run_id)
         if run_id is None:
-            run = client.create_run(_experiment_id(client, uri), run_name=f"train-{cfg.name}-{cfg.profile}",
-                                    tags=context)
-            tracker = Tracker(client, run.info.run_id)
-            from mlflow.entities import Param
-            params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
-            for i in range(0, len(params), 100):
-                client.log_batch(tracker.run_id, params=params[i:i + 100], synchronous=True)
+            tracker = _open_run(f"train-{cfg.name}-{cfg.profile}", context, flatten(cfg.to_dict()))
         else:
-            tracker = Tracker(client, run_id)
+            tracker = Tracker(MlflowClient(tracking_uri=uri), run_id)
             tracker.set_tags({**context, "repro.resumed": "true"})
         _log_context_artifacts(tracker, recipe_diff)
     except TrackingError:
         raise
     except Exception as e:   # any MLflow/SQLAlchemy/HTTP failure: say which store, stop before training
         raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
-    log.info("MLflow run %s in %s (experiment %r)", tracker.run_id, uri, experiment_name())
     return tracker
 
 
@@ -331,3 +325,71 @@ def gather_logs(tracker: NullTracker, out_dir, names=("train_log.jsonl", "val_hi
     """Copy the run's log files (those that exist) into the MLflow run under logs/."""
     for name in names:
         tracker.log_artifact(Path(out_dir) / name, "logs")
+
+
+def _open_run(run_name: str, tags: dict, params: dict) -> Tracker:
+    """A new run in this project's experiment, for a stage that is not training (evaluate, compare)."""
+    uri = tracking_uri()
+    check_store(uri)
+    _quiet_mlflow()
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        run = client.create_run(_experiment_id(client, uri), run_name=run_name, tags=tags)
+        tracker = Tracker(client, run.info.run_id)
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(tracker.run_id, params=items[i:i + 100], synchronous=True)
+    except Exception as e:
+        raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
+    log.info("MLflow run %s (%s) in %s (experiment %r)", tracker.run_id, run_name, uri, experiment_name())
+    return tracker
+
+
+def log_evaluation(run_name: str, cfg, record: dict) -> str:
+    """One evaluation as an MLflow run: the COCO stats and counts as metrics, the settings as params.
+
+    Args:
+        run_name: e.g. "evaluate_256x192" or "evaluate_published_256x192".
+        cfg: the resolved run configuration (its eval and codec sections become params).
+        record: the metrics file's content (repro.results.metrics_record).
+
+    Returns:
+        The run id.
+    """
+    tags = {**run_context(cfg, world_size=1, recipe_diff=[]), "repro.stage": "evaluate",
+            "repro.source": str(record.get("source")), "repro.checkpoint": str(record.get("checkpoint"))}
+    tags.pop("repro.recipe", None), tags.pop("repro.recipe_diff", None)   # a training property, not an eval's
+    params = flatten({"eval": cfg.to_dict()["eval"], "codec": cfg.to_dict()["codec"],
+                      "model": cfg.to_dict()["model"]})
+    tracker = _open_run(run_name, tags, params)
+    tracker.log_metrics({k: v for k, v in record.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"}, step=0)
+    tracker.log_text(json.dumps(record, indent=2) + "\n", "metrics.json")
+    tracker.end("FINISHED")
+    return tracker.run_id
+
+
+def log_comparison(cfg, summary: dict, report_path) -> str:
+    """The comparison as an MLflow run: overall and per-tier verdicts as tags, measured values and deltas
+    as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact."""
+    tags = {"repro.pipeline": pipeline_group_id(), "repro.profile": cfg.profile, "repro.stage": "compare",
+            "repro.verdict": summary["verdict"],
+            **{f"repro.verdict.{tier}.{name}": entry["verdict"]
+               for tier, by_config in summary["tiers"].items() for name, entry in by_config.items()},
+            "git.commit": (_git("rev-parse", "HEAD") or "").strip() or "unknown"}
+    tracker = _open_run(f"compare-{cfg.profile}", tags, {"required_tiers": ",".join(summary["required_tiers"])})
+    metrics = {}
+    for tier, by_config in summary["results"].items():
+        for name, rows in by_config.items():
+            for metric, row in rows.items():
+                if row["measured"] is not None:
+                    metrics[f"{tier}/{name}/{metric}"] = row["measured"]
+                if row["delta"] is not None:
+                    metrics[f"{tier}/{name}/{metric}/delta"] = row["delta"]
+    tracker.log_metrics(metrics, step=0)
+    tracker.log_artifact(report_path)
+    tracker.log_text(json.dumps(summary, indent=2) + "\n", "comparison.json")
+    tracker.end("FINISHED")
+    return tracker.run_id

@@ -55,7 +55,7 @@ def test_resolved_config_round_trips_through_yaml():
     (lambda p: p["configs"]["256x192"].update(heatmap_size=[24, 30]), "must be input_size / 8"),
     (lambda p: p["configs"]["256x192"].update(input_size=[192]), "configs.256x192.input_size: expected 2 items"),
     (lambda p: p.update(profile="medium"), "profile: 'medium'"),
-    (lambda p: p["recipe"]["train"].update(amp="int8"), "train.amp: 'int8'"),
+    (lambda p: p["profiles"]["smoke"]["train"].update(amp="int8"), "train.amp: 'int8'"),
     (lambda p: p["profiles"]["smoke"]["train"].update(milestones=[9, 8]), "train.milestones"),
     (lambda p: p.pop("recipe"), "recipe: missing"),
 ])

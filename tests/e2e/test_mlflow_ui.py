@@ -1,0 +1,46 @@
+"""The MLflow UI, in a real headless Chromium, shows the evaluation runs our library records, with their AP.
+
+    scripts/test.sh -m slow tests/e2e/test_mlflow_ui.py
+"""
+import time
+
+import pytest
+
+from repro import config, tracking
+from tests.conftest import REPO
+from tests.e2e import mlflow_ui
+
+pytestmark = pytest.mark.slow
+
+RUNS = {"evaluate_256x192": 0.4321, "evaluate_384x288": 0.5678}
+
+
+def test_js_number_matches_the_ui():
+    """The formats seen in MLflow 3.17's run page (JavaScript's String(number))."""
+    assert [mlflow_ui.js_number(x) for x in (0.4321, 0.123456789, 100.0, 0.0, 3.2e-05, 1e-07, 1e21)] == \
+        ["0.4321", "0.123456789", "100", "0", "0.000032", "1e-7", "1e+21"]
+
+
+def test_mlflow_ui_shows_runs_and_ap(tmp_path, monkeypatch):
+    if mlflow_ui.chromium() is None:
+        pytest.skip("chromium not installed (scripts/test.sh installs Debian's `chromium`)")
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    cfg = config.load(REPO / "params.yaml", "256x192")
+    for name, ap in RUNS.items():
+        tracking.log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "num_images": 100, "source": "trained",
+                                            "checkpoint": "x.pth", "config": "256x192", "profile": "smoke"})
+
+    start = time.monotonic()
+    with mlflow_ui.serve(db) as base_url:
+        print(f"\nmlflow ui answered /health after {time.monotonic() - start:.1f} s")
+        mlflow_ui.assert_runs_shown(db, run_names=list(RUNS), ap_values=list(RUNS.values()), shots_dir=tmp_path,
+                                    base_url=base_url)
+        for shot in ["runs", *RUNS]:
+            assert (tmp_path / f"{shot}.png").stat().st_size > 10_000, f"{shot}.png is (nearly) empty"
+
+        # The check can fail: a value the UI does not show is reported as missing.
+        with pytest.raises(AssertionError, match="does not show AP 0.4322"):
+            mlflow_ui.assert_runs_shown(db, run_names=["evaluate_256x192"], ap_values=[0.4322], base_url=base_url)
+    print(f"MLflow UI checked in {time.monotonic() - start:.1f} s; screenshots in {tmp_path}")

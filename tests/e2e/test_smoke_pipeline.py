@@ -1,0 +1,144 @@
+"""The README's main command on a fresh copy of this checkout: `scripts/repro.sh` runs `dvc repro` through
+the smoke profile (synthetic data, both configs trained and evaluated, comparison written, MLflow runs
+grouped), a second run changes nothing, and the DVC views (metrics, params diff, plots) work on the outputs.
+
+    scripts/test.sh -m slow tests/e2e/test_smoke_pipeline.py
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from repro import checkpoint, config, evaluate
+from repro.model import build_cpm
+from tests.conftest import REPO
+from tests.e2e import mlflow_ui
+from tests.e2e.conftest import repro_cmd, run
+
+pytestmark = pytest.mark.slow
+NAMES = ("256x192", "384x288")
+BUDGET_S = 600            # issue: the smoke pipeline on 2 cores in at most 10 minutes
+SECOND_RUN_S = 60         # "a second dvc repro changes nothing and takes seconds"
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def fresh_copy(dest: Path) -> Path:
+    """What a clone of this checkout holds (tracked and new unignored files), committed in a new repo."""
+    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    # The already-built environment: scripts/env.sh finds its stamp up to date and installs nothing.
+    (dest / ".venv").symlink_to(REPO / ".venv")
+    git("init", "-q", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "fresh clone", cwd=dest)
+    return dest
+
+
+def sh(cmd, cwd, timeout=BUDGET_S * 2) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """(project dir, seconds) of the first `scripts/repro.sh` in a fresh copy."""
+    project = fresh_copy(tmp_path_factory.mktemp("clone"))
+    start = time.monotonic()
+    sh(["scripts/repro.sh"], project)
+    return project, time.monotonic() - start
+
+
+def test_smoke_pipeline_runs_within_budget(pipeline):
+    _, seconds = pipeline
+    print(f"smoke pipeline: {seconds:.0f} s")
+    assert seconds <= BUDGET_S
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_configs_are_trained_and_evaluated_with_all_ten_stats(pipeline, name):
+    project, _ = pipeline
+    metrics = json.loads((project / f"reports/metrics/{name}.json").read_text())
+    assert set(evaluate.STAT_NAMES) <= metrics.keys()
+    assert metrics["profile"] == "smoke" and metrics["source"] == "trained" and metrics["num_images"] > 0
+    assert (project / f"models/{name}/best.pth").is_file()
+    assert (project / f"outputs/eval/{name}/predictions.json").is_file()
+
+
+def test_comparison_is_written_and_the_smoke_gate_passes(pipeline):
+    project, _ = pipeline
+    summary = json.loads((project / "reports/comparison.json").read_text())
+    assert summary["verdict"] == "pass", (project / "reports/comparison.md").read_text()
+    assert all(summary["tiers"]["S"][n]["status"] == "ran" for n in NAMES)
+    assert "not run" in (project / "reports/comparison.md").read_text()    # tiers A and C say why
+    for png in ("val_ap.png", "published_vs_measured.png"):
+        assert (project / "reports/plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    done = run(repro_cmd("gate", "--strict"), project)
+    assert "gate (strict, required tiers S): pass" in done.stdout
+
+
+def test_trained_models_learned_and_an_untrained_one_scores_near_zero(pipeline):
+    project, _ = pipeline
+    cfg = config.load(project / "params.yaml", "256x192")
+    untrained = checkpoint.save_checkpoint(project / "untrained.pth", build_cpm(cfg.model))
+    run(repro_cmd("evaluate", "--config", "256x192", "--checkpoint", untrained, "--out-dir", "outputs/untrained"),
+        project)
+    baseline_ap = json.loads((project / "outputs/untrained/metrics.json").read_text())["AP"]
+    for name in NAMES:
+        ap = json.loads((project / f"reports/metrics/{name}.json").read_text())["AP"]
+        assert ap > 0.2 and ap > 10 * max(baseline_ap, 1e-3), (name, ap, baseline_ap)
+
+
+def test_mlflow_runs_of_one_repro_are_grouped_and_shown_in_the_ui(pipeline):
+    project, _ = pipeline
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cpm-repro")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    wanted = {"train-256x192-smoke", "train-384x288-smoke", "evaluate_256x192", "evaluate_384x288",
+              "compare-smoke"}
+    assert wanted <= runs.keys(), sorted(runs)
+    assert len({runs[n].data.tags["repro.pipeline"] for n in wanted}) == 1
+    assert runs["compare-smoke"].data.tags["repro.verdict"] == "pass"
+    ap = {n: runs[f"evaluate_{n}"].data.metrics["AP"] for n in NAMES}
+    assert ap == {n: json.loads((project / f"reports/metrics/{n}.json").read_text())["AP"] for n in NAMES}
+    mlflow_ui.assert_runs_shown(project / "mlflow.db", [f"evaluate_{n}" for n in NAMES], list(ap.values()))
+
+
+def test_second_repro_changes_nothing_and_takes_seconds(pipeline):
+    project, _ = pipeline
+    before = {p: p.stat().st_mtime_ns for p in (project / "reports").rglob("*") if p.is_file()}
+    start = time.monotonic()
+    done = sh(["scripts/repro.sh"], project)
+    assert time.monotonic() - start < SECOND_RUN_S
+    assert "Running stage" not in done.stdout, done.stdout
+    assert {p: p.stat().st_mtime_ns for p in (project / "reports").rglob("*") if p.is_file()} == before
+
+
+def test_dvc_metrics_params_and_plots_work_on_the_outputs(pipeline, tmp_path):
+    project, _ = pipeline
+    dvc = str(REPO / ".venv/bin/dvc")
+    shown = sh([dvc, "metrics", "show"], project).stdout
+    assert "reports/metrics/256x192.json" in shown and "reports/comparison.json" in shown
+    params = project / "params.yaml"
+    text = params.read_text()
+    params.write_text(text.replace("\nseed: 0", "\nseed: 1", 1))
+    try:
+        diff = sh([dvc, "params", "diff"], project).stdout
+    finally:
+        params.write_text(text)
+    assert "seed" in diff and "0" in diff and "1" in diff
+    sh([dvc, "plots", "show", "--out", str(tmp_path / "plots")], project)
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "val_ap" in html and "published_vs_measured" in html

@@ -1,0 +1,88 @@
+"""Training end to end with the real CLI: one process, two torchrun processes (gloo on 127.0.0.1), and a
+run killed with SIGKILL then resumed, which must end with the same weights as the uninterrupted run.
+
+    scripts/test.sh -m slow tests/e2e/test_train_e2e.py
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from repro import checkpoint
+from tests.e2e.conftest import TRAIN, repro_cmd, repro_env, run
+
+pytestmark = pytest.mark.slow
+
+
+def train_log(out) -> list:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def val_ap(out) -> list:
+    with open(out / "val_history.csv") as f:
+        return [float(r["AP"]) for r in csv.DictReader(f)]
+
+
+def interval_losses(out) -> list:
+    return [r["loss"] for r in train_log(out) if r.get("mode") == "train"]
+
+
+def weights(path) -> dict:
+    return checkpoint.read_checkpoint(path)["state_dict"]
+
+
+def assert_learned(out):
+    losses, ap = interval_losses(out), val_ap(out)
+    assert len(ap) == 2, ap
+    assert losses[-1] < 0.8 * losses[0], f"loss did not fall: {losses}"
+    assert ap[-1] > ap[0] and ap[-1] > 0.01, f"val AP did not rise: {ap}"
+
+
+def test_one_process_training_lowers_the_loss_and_raises_val_ap(tiny_run):
+    assert_learned(tiny_run)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["epochs"] == 6
+    assert metrics["recipe"] == "open" and "world_size" in metrics["recipe_diff"]
+
+
+def test_two_torchrun_processes_train_one_model(tiny_project):
+    # REPRO_NPROC=2 makes `repro train` exec torchrun --standalone with 2 local workers (gloo on CPU).
+    done = run(repro_cmd(*TRAIN, "--out", "models/two"), tiny_project, REPRO_NPROC="2",
+               OMP_NUM_THREADS="1")
+    out = tiny_project / "models/two"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2, done.stderr[-2000:]
+    assert_learned(out)
+    # Each rank saw half of the data: an epoch has half the iterations of the single-process run.
+    one = [r for r in train_log(tiny_project / "models/one") if r.get("mode") == "train"][0]["iters"]
+    two = [r for r in train_log(out) if r.get("mode") == "train"][0]["iters"]
+    assert one // 2 <= two <= (one + 1) // 2 + 1 < one
+
+
+def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tiny_project, tiny_run):
+    out = tiny_project / "models/killed"
+    cmd = repro_cmd(*TRAIN, "--out", "models/killed")
+    proc = subprocess.Popen(cmd, cwd=tiny_project, env=repro_env(tiny_project), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (out / "last.pth").exists():   # written atomically at the end of epoch 1
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no last.pth after 300 s"
+        time.sleep(0.2)
+    time.sleep(2)                             # now inside epoch 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 5, "killed too late to test resume"
+    done = run(cmd, tiny_project)
+    assert "resumed from" in done.stderr
+    resumed, reference = weights(out / "last.pth"), weights(tiny_run / "last.pth")
+    assert resumed.keys() == reference.keys()
+    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
+    assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
+    assert val_ap(out) == val_ap(tiny_run)
