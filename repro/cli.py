@@ -54,7 +54,8 @@ def _compare(args):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="repro", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__,  # lists train/gate/... too
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_, config=False):

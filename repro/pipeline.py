@@ -35,7 +35,8 @@ def override_params(params: dict, overrides: dict) -> dict:
 
 
 @contextlib.contextmanager
-def _inside(workdir: Path):
+def inside(workdir: Path):
+    """Run the block with `workdir` (created) as the current directory, where params paths resolve."""
     previous = Path.cwd()
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
@@ -67,7 +68,7 @@ def run_smoke(seed: int, *, overrides: dict | None = None, workdir, names=None) 
     """
     workdir = Path(workdir).resolve()
     params_path = _write_params(workdir, seed, overrides)
-    with _inside(workdir):
+    with inside(workdir):
         names = names or list(config.read_params(params_path)["configs"])
         first = config.load(params_path, names[0])
         if not (Path(first.data.root) / "annotations").is_dir():
@@ -81,7 +82,7 @@ def evaluate_smoke(name: str, *, overrides: dict | None = None, workdir) -> dict
     """Re-evaluate the model `run_smoke` trained in `workdir`, with params overridden (e.g. an eval bug)."""
     workdir = Path(workdir).resolve()
     params = override_params(config.read_params(workdir / "params.yaml"), overrides)
-    with _inside(workdir):
+    with inside(workdir):
         cfg = config.resolve(params, name)
         checkpoint = Path("models") / name / "best.pth"
         metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / name)

@@ -14,15 +14,14 @@ import yaml
 from repro import config, pipeline, synthetic
 from tests.conftest import REPO
 
-# A short run that still learns: the smoke profile with fewer images and shorter epochs, validated twice.
+# A short run that still learns: the smoke data and model, 6 epochs of 52 iterations, validated twice
+# (measured: val AP goes from about 0.005 after epoch 3 to a few hundredths after epoch 6).
 TINY = {
-    "profiles.smoke.synthetic.train_images": 240,
-    "profiles.smoke.synthetic.val_images": 24,
+    "profiles.smoke.synthetic.val_images": 50,
     "profiles.smoke.train.epochs": 6,
     "profiles.smoke.train.milestones": [5, 6],
-    "profiles.smoke.train.warmup_iters": 20,
     "profiles.smoke.train.val_interval": 3,
-    "profiles.smoke.train.log_interval": 5,
+    "profiles.smoke.train.log_interval": 13,
 }
 
 

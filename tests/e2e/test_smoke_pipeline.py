@@ -6,7 +6,6 @@ grouped), a second run changes nothing, and the DVC views (metrics, params diff,
 """
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from repro import checkpoint, config, evaluate
 from repro.model import build_cpm
-from tests.conftest import REPO
+from tests.conftest import REPO, fresh_copy
 from tests.e2e import mlflow_ui
 from tests.e2e.conftest import repro_cmd, run
 
@@ -24,25 +23,6 @@ pytestmark = pytest.mark.slow
 NAMES = ("256x192", "384x288")
 BUDGET_S = 600            # issue: the smoke pipeline on 2 cores in at most 10 minutes
 SECOND_RUN_S = 60         # "a second dvc repro changes nothing and takes seconds"
-
-
-def git(*args, cwd):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def fresh_copy(dest: Path) -> Path:
-    """What a clone of this checkout holds (tracked and new unignored files), committed in a new repo."""
-    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO).split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    # The already-built environment: scripts/env.sh finds its stamp up to date and installs nothing.
-    (dest / ".venv").symlink_to(REPO / ".venv")
-    git("init", "-q", cwd=dest)
-    git("add", "-A", cwd=dest)
-    git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "fresh clone", cwd=dest)
-    return dest
 
 
 def sh(cmd, cwd, timeout=BUDGET_S * 2) -> subprocess.CompletedProcess:

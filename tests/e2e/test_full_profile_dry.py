@@ -1,0 +1,35 @@
+"""The full profile's pipeline, as `dvc repro --dry` lists it on a fresh copy: every stage, with the commands
+that download, train on every GPU, evaluate ours and the published checkpoints, and compare.
+
+DVC 3.67 fails a plain `--dry` on a fresh clone (it hashes the not-yet-created data/<profile> while looking
+up its run cache), so the listing uses `--dry --force`, which lists every stage as a fresh clone would run it.
+"""
+import re
+import subprocess
+
+from tests.conftest import REPO, fresh_copy
+
+
+def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
+    project = fresh_copy(tmp_path)
+    params = project / "params.yaml"
+    params.write_text(re.sub(r"(?m)^profile: smoke", "profile: full", params.read_text()))
+    done = subprocess.run([str(REPO / ".venv/bin/dvc"), "repro", "--dry", "--force"], cwd=project,
+                          capture_output=True, text=True, timeout=300, env={"DVC_NO_ANALYTICS": "1",
+                                                                           "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    commands = re.findall(r"(?m)^> (.*)$", done.stdout)
+    assert commands == [
+        "python -m stages.data",
+        "python -m stages.train --config 256x192 --out models/256x192",
+        "python -m stages.train --config 384x288 --out models/384x288",
+        "python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth",
+        "python -m stages.evaluate --config 384x288 --source trained --checkpoint models/384x288/best.pth",
+        "python -m stages.evaluate --config 256x192 --source published",
+        "python -m stages.evaluate --config 384x288 --source published",
+        "python -m stages.compare",
+    ]
+    # The stages read the full profile: data goes to data/full (the train stage's dep).
+    status = subprocess.run([str(REPO / ".venv/bin/dvc"), "status"], cwd=project, capture_output=True, text=True,
+                            timeout=300, env={"DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"})
+    assert "data/full" in status.stdout and "data/smoke" not in status.stdout
