@@ -18,8 +18,9 @@ import subprocess
 
 import numpy as np
 
-# Counts are properties of the data set, not of training: every seed must give the same value.
-COUNT_KEYS = ("num_images", "num_instances")
+# Counts that are properties of the data set, not of training: every seed must give the same value.
+# (num_instances, the people kept after OKS-NMS, depends on the predictions and is not one of them.)
+COUNT_KEYS = ("num_images", "num_boxes")
 
 
 def platform_fingerprint() -> dict:
