@@ -70,17 +70,18 @@ def test_two_torchrun_processes_train_one_model(tiny_project, tiny_run):
 def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tiny_project, tiny_run):
     out = tiny_project / "models/killed"
     cmd = repro_cmd(*TRAIN, "--out", "models/killed")
-    proc = subprocess.Popen(cmd, cwd=tiny_project, env=repro_env(tiny_project), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    log = tiny_project / "killed.log"
+    with open(log, "wb") as stderr:          # a file, not a pipe nobody reads while the run logs
+        proc = subprocess.Popen(cmd, cwd=tiny_project, env=repro_env(tiny_project), stdout=subprocess.DEVNULL,
+                                stderr=stderr, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (out / "last.pth").exists():   # written atomically at the end of epoch 1
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "no last.pth after 300 s"
         time.sleep(0.2)
     time.sleep(2)                             # now inside epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    proc.stderr.close()
     assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 5, "killed too late to test resume"
     done = run(cmd, tiny_project)
     assert "resumed from" in done.stderr
