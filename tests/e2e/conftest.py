@@ -29,7 +29,8 @@ def repro_env(workdir: Path, **extra) -> dict:
     """The environment of a `repro` subprocess: the checkout importable, MLflow in `workdir`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_"))}
     env.update(PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-               DVC_NO_ANALYTICS="1", **extra)
+               DVC_NO_ANALYTICS="1")
+    env.update(extra)
     return env
 
 
