@@ -360,9 +360,10 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str:
     """
     tags = {**run_context(cfg, world_size=1, recipe_diff=[]), "repro.stage": "evaluate",
             "repro.source": str(record.get("source")), "repro.checkpoint": str(record.get("checkpoint"))}
-    tags.pop("repro.recipe", None), tags.pop("repro.recipe_diff", None)   # a training property, not an eval's
-    params = flatten({"eval": cfg.to_dict()["eval"], "codec": cfg.to_dict()["codec"],
-                      "model": cfg.to_dict()["model"]})
+    for key in ("repro.recipe", "repro.recipe_diff"):   # properties of a training run, not of an evaluation
+        del tags[key]
+    resolved = cfg.to_dict()
+    params = flatten({k: resolved[k] for k in ("eval", "codec", "model")})
     tracker = _open_run(run_name, tags, params)
     tracker.log_metrics({k: v for k, v in record.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"}, step=0)
