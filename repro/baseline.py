@@ -2,18 +2,21 @@
 
     repro baseline --seeds 0 1 2     # reruns the smoke pipeline once per seed, writes reports/baselines/smoke.json
 
-The file is committed; its git diff is the record of a deliberate baseline refresh. Layout:
+The file is committed; its git diff is the record of a deliberate baseline refresh. One entry per training
+precision (the smoke profile trains with `amp: auto`: bf16 where the CPU has it natively, fp32 elsewhere, and
+the two give different numbers), each measured over its own seeds:
 
-    {"profile": "smoke", "seeds": [0, 1, 2], "platform": {...}, "rule": {...},
-     "configs": {"256x192": {"AP": {"per_seed": {"0": .., "1": .., "2": ..}, "mean": .., "std": ..,
-                                    "range": .., "tolerance": ..}, ...,
-                             "num_images": {"per_seed": {...}, "mean": .., "std": 0.0, "range": 0.0,
-                                            "tolerance": 0.0}}}}
+    {"profile": "smoke",
+     "precisions": {"fp32": {"profile": "smoke", "seeds": [0, 1, 2], "platform": {...}, "rule": {...},
+                             "configs": {"256x192": {"AP": {"per_seed": {"0": .., "1": .., "2": ..}, "mean": ..,
+                                                            "std": .., "range": .., "tolerance": ..}, ...,
+                                                     "num_images": {"per_seed": {...}, "mean": .., "std": 0.0,
+                                                                    "range": 0.0, "tolerance": 0.0}}}},
+                    "bf16": {...}}}
 """
 import json
 import math
 import os
-import platform as _platform
 import subprocess
 
 import numpy as np
@@ -21,14 +24,6 @@ import numpy as np
 # Counts that are properties of the data set, not of training: every seed must give the same value.
 # (num_instances, the people kept after OKS-NMS, depends on the predictions and is not one of them.)
 COUNT_KEYS = ("num_images", "num_boxes")
-
-
-def platform_fingerprint() -> dict:
-    """What decides whether the same seed reproduces the same floats: library versions and CPU."""
-    import torch  # imported here: the gates read baselines without needing torch for anything else
-
-    return {"torch": torch.__version__, "numpy": np.__version__, "arch": _platform.machine(),
-            "cpu_isa": torch.backends.cpu.get_cpu_capability()}
 
 
 def tolerance_rule(tier_s: dict) -> dict:
@@ -98,6 +93,25 @@ def _number(metrics: dict, metric: str, seed, name: str) -> float:
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"seed {seed}, config {name}: metric {metric!r} is {value!r}, not a finite number")
     return value
+
+
+def with_entry(base: dict | None, precision: str, entry: dict) -> dict:
+    """The baseline file `base` (None: a new one) with the entry of `precision` set; other entries kept."""
+    base = {"profile": "smoke", "precisions": {}} if base is None else dict(base)
+    base["precisions"] = {**base.get("precisions", {}), precision: entry}
+    return base
+
+
+def precision_entry(base: dict | None, precision: str | None, path) -> tuple[dict | None, str]:
+    """The entry of `base` for metrics trained in `precision`: (entry, "") or (None, why there is none)."""
+    how = "`repro baseline --seeds 0 1 2` and commit it"
+    if base is None:
+        return None, f"no smoke baseline at {path}: create it with {how}"
+    entries = base.get("precisions", {})
+    if precision not in entries:
+        return None, (f"the baseline {path} has no entry for training precision {precision!r} (has "
+                      f"{sorted(entries)}): measure it with `repro baseline --precisions {precision}`")
+    return entries[precision], ""
 
 
 def run_seeds(seeds, run_smoke) -> dict:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import repro
+from repro import machine
 
 PREFIX = "backbone."  # mmpose's TopdownPoseEstimator attribute holding the CPM backbone
 
@@ -232,6 +233,13 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def trained_precision(path) -> str | None:
+    """What a checkpoint of ours was trained in ("fp32", "bf16", ...), from the resolved config in its meta;
+    None for a file that does not say (a published mmpose file)."""
+    amp = read_checkpoint(path)["meta"].get("config", {}).get("train", {}).get("amp")
+    return None if amp is None else machine.precision_name(amp)
 
 
 def capture_rng_state() -> dict:

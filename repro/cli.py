@@ -84,7 +84,8 @@ def _baseline(argv) -> int:
 
     from repro import gates, pipeline
     with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
-        return gates.baseline_main(argv, lambda seed: pipeline.run_smoke(seed, workdir=Path(scratch) / str(seed)))
+        return gates.baseline_main(argv, lambda seed, amp: pipeline.run_smoke(
+            seed, workdir=Path(scratch) / f"{amp}-{seed}", overrides={"profiles.smoke.train.amp": amp}))
 
 
 def _train(argv):

@@ -9,6 +9,7 @@ dotted key and the file.
 """
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,9 @@ class TrainConfig:
     log_interval: int
     deterministic: bool
     skip_corrupt_images: bool
+    # Weights to start from instead of the published init (None: from scratch, as published). "{config}" in
+    # the path is replaced by the config name, so one profile value serves both input sizes.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ class RunConfig:
 
 
 PROFILES = ("smoke", "full")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "bf16", "fp16", "auto")   # auto: bf16 where native, else fp32 (repro.machine)
 
 
 def _plain(x):
@@ -172,6 +176,11 @@ def _merge(base: dict, override: dict) -> dict:
 def _coerce(value, annotation, key: str):
     """Check one value against its dataclass annotation; ints are accepted where floats are expected."""
     origin = typing.get_origin(annotation)
+    if origin is types.UnionType and type(None) in typing.get_args(annotation):   # an optional value
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _coerce(value, inner, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -265,6 +274,9 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
         train=build(TrainConfig, train, "train"),
         eval=build(EvalConfig, section("eval"), "eval"),
     )
+    if cfg.train.init_from:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, init_from=cfg.train.init_from.replace("{config}", name)))
     _validate(cfg)
     return cfg
 

@@ -7,6 +7,7 @@ and COCO keypoint AP with pycocotools.
 Run it as a stage: `python -m stages.evaluate --config 256x192 --source trained --checkpoint ...`.
 """
 import contextlib
+import dataclasses
 import io
 import logging
 from pathlib import Path
@@ -19,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from repro import atomic, codec, distributed
+from repro import atomic, codec, distributed, machine
 from repro.checkpoint import load_checkpoint
 from repro.coco import DatasetError, TopDownCocoDataset
 from repro.config import CodecConfig, EvalConfig, RunConfig
@@ -71,6 +72,7 @@ def predict(model, loader, device, eval_cfg: EvalConfig) -> Predictions:
     """
     was_training = model.training
     model.eval()
+    eval_cfg = dataclasses.replace(eval_cfg, amp=machine.resolve_amp(eval_cfg.amp, torch.device(device).type))
     parts = []
     for step, batch in enumerate(loader):
         images = batch["img"].to(device, non_blocking=True)
@@ -214,6 +216,7 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
     """
     use_gt_bbox = cfg.eval.use_gt_bbox if use_gt_bbox is None else use_gt_bbox
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = machine.resolve_precision(cfg, device.type)
     model = build_cpm(cfg.model)
     load_checkpoint(checkpoint, model)
     dataset = build_test_dataset(cfg, use_gt_bbox)

@@ -19,9 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro import atomic, baseline
+from repro import atomic, baseline, machine
 
 TIERS = ("A", "C", "S")
+PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
 PROFILE_TIERS = {"smoke": ("S",), "full": ("A", "C")}
 STRICT_ENV = "REPRO_STRICT_GATES"
 TIERS_ENV = "REPRO_GATE_TIERS"
@@ -93,7 +94,7 @@ def load_inputs(metrics_dir=METRICS_DIR, published_path=PUBLISHED_PATH, baseline
     baseline_path = str(baseline_path or published["tolerances"]["S"]["baseline"])
     return GateInputs(published=published, metrics_dir=Path(metrics_dir),
                       baseline=baseline.read(baseline_path, rev), baseline_path=baseline_path,
-                      platform=platform if platform is not None else baseline.platform_fingerprint())
+                      platform=platform if platform is not None else machine.fingerprint())
 
 
 def metrics_path(metrics_dir, tier: str, name: str) -> Path:
@@ -117,16 +118,16 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
     if tier == "A":
         want_source = "published"
     why = _not_run_reason(tier, path, record, want_profile, want_source)
-    if not why and tier == "S" and inputs.baseline is None:
-        why = (f"no smoke baseline at {inputs.baseline_path}: create it with `repro baseline --seeds 0 1 2` "
-               f"and commit it")
-    if not why and tier == "S" and name not in inputs.baseline.get("configs", {}):
-        why = f"the baseline {inputs.baseline_path} has no entry for {name}"
+    entry = None
+    if not why and tier == "S":   # the baseline entry measured in the precision this model trained in
+        entry, why = baseline.precision_entry(inputs.baseline, record.get("train_precision"), inputs.baseline_path)
+    if not why and tier == "S" and name not in entry.get("configs", {}):
+        why = f"the baseline {inputs.baseline_path} has no {record.get('train_precision')} entry for {name}"
     if why:
         return TierResult(tier, name, str(path), not_run=why)
     tol = inputs.published["tolerances"][tier]
     if tier == "S":
-        rows = tier_s_rows(name, record, inputs.baseline, tol, inputs.platform)
+        rows = tier_s_rows(name, record, entry, tol, inputs.platform)
     else:
         expected = inputs.published["models"][name]["results"]
         check = tier_a_rows if tier == "A" else tier_c_rows
@@ -354,13 +355,16 @@ def gate_main(argv=None) -> int:
 
 
 def drift_rows(inputs: GateInputs, names=None) -> list:
-    """[path, metric, old (baseline mean), new, change, tolerance, verdict] per baseline metric."""
+    """[path, metric, old (baseline mean), new, change, tolerance, verdict] per baseline metric, against the
+    baseline entry of each metrics file's training precision (fp32 when the file does not say)."""
     rows = []
-    for name in names or sorted(inputs.baseline["configs"]):
+    entries = inputs.baseline.get("precisions", {})
+    for name in names or sorted({n for e in entries.values() for n in e["configs"]}):
         path = metrics_path(inputs.metrics_dir, "S", name)
         record = read_record(path) or {}
         smoke = record.get("profile") == "smoke"
-        for metric, stats in inputs.baseline["configs"][name].items():
+        entry = entries.get(record.get("train_precision") or "fp32", {}).get("configs", {})
+        for metric, stats in entry.get(name, {}).items():
             new = metric_value(record, metric) if smoke else None
             change = None if new is None else new - stats["mean"]
             ok = change is not None and abs(change) <= stats["tolerance"] + EPS
@@ -383,7 +387,8 @@ def drift_main(argv=None) -> int:
         print(f"repro drift: no baseline at {where}", file=sys.stderr)
         return 2
     rows = drift_rows(inputs)
-    print(f"old: {where} (mean over seeds {inputs.baseline.get('seeds')}); new: {inputs.metrics_dir}/")
+    seeds = {p: e.get("seeds") for p, e in inputs.baseline.get("precisions", {}).items()}
+    print(f"old: {where} (mean over seeds {seeds}); new: {inputs.metrics_dir}/")
     print(render(("Path", "Metric", "Old", "New", "Change", "Tolerance", "Verdict"), rows))
     bad = [r for r in rows if r[-1] != "ok"]
     print(f"drift: {len(bad)} of {len(rows)} metrics past tolerance or missing" if bad else "drift: none")
@@ -391,14 +396,17 @@ def drift_main(argv=None) -> int:
 
 
 def baseline_main(argv, run_smoke) -> int:
-    """`repro baseline`: rerun the smoke pipeline per seed and write the baseline with its measured spread.
+    """`repro baseline`: rerun the smoke pipeline per seed and precision and write the baseline with its spread.
 
     Args:
-        argv: command-line arguments (--seeds, --out, --published).
-        run_smoke: seed -> {config name -> metrics} (the CLI passes repro.pipeline's; tests inject runs).
+        argv: command-line arguments (--seeds, --precisions, --out, --published).
+        run_smoke: (seed, amp) -> {config name -> metrics} (the CLI passes repro.pipeline's; tests inject runs).
     """
     parser = argparse.ArgumentParser(prog="repro baseline", description=baseline_main.__doc__.split("\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--precisions", nargs="+", choices=sorted(PRECISION_AMP),
+                        help="training precisions to measure (default: fp32, plus bf16 where this CPU has it "
+                             "natively); entries of other precisions in the file are kept")
     parser.add_argument("--out", default=None, help="default: published.yaml tolerances.S.baseline")
     parser.add_argument("--published", default=str(PUBLISHED_PATH))
     args = parser.parse_args(argv)
@@ -406,12 +414,17 @@ def baseline_main(argv, run_smoke) -> int:
     tier_s = inputs.published["tolerances"]["S"]
     if len(set(args.seeds)) < int(tier_s["min_seeds"]):
         parser.error(f"need at least {tier_s['min_seeds']} distinct seeds to measure a spread")
-    runs = baseline.run_seeds(sorted(set(args.seeds)), run_smoke)
-    base = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s,
-                                    baseline.platform_fingerprint())
+    precisions = args.precisions or ["fp32", *(["bf16"] if machine.native_bf16("cpu") else [])]
+    base, rows = inputs.baseline, []
+    for precision in precisions:
+        amp = PRECISION_AMP[precision]
+        runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
+        entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
+        base = baseline.with_entry(base, precision, entry)
+        rows += [[precision, n, m, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['range']:.4f}",
+                  f"{s['tolerance']:.4f}"] for n, e in entry["configs"].items() for m, s in e.items()]
     atomic.write_json(inputs.baseline_path, base)
-    rows = [[n, m, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['range']:.4f}", f"{s['tolerance']:.4f}"]
-            for n, e in base["configs"].items() for m, s in e.items()]
-    print(render(("config", "metric", "mean", "std", "range", "tolerance"), rows))
-    print(f"wrote {inputs.baseline_path} (seeds {base['seeds']}); review the diff and commit it")
+    print(render(("precision", "config", "metric", "mean", "std", "range", "tolerance"), rows))
+    print(f"wrote {inputs.baseline_path} ({', '.join(precisions)}, seeds {sorted(set(args.seeds))}); "
+          f"review the diff and commit it")
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from repro import atomic, config, evaluate, results, synthetic, train
+from repro import atomic, checkpoint as ckpt_io, config, evaluate, machine, results, synthetic, train
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -83,9 +83,9 @@ def evaluate_smoke(name: str, *, overrides: dict | None = None, workdir) -> dict
     workdir = Path(workdir).resolve()
     params = override_params(config.read_params(workdir / "params.yaml"), overrides)
     with inside(workdir):
-        cfg = config.resolve(params, name)
+        cfg = machine.resolve_precision(config.resolve(params, name))
         checkpoint = Path("models") / name / "best.pth"
         metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / name)
-        path = results.write(Path("reports/metrics") / f"{name}.json",
-                             results.metrics_record(cfg, metrics, "trained", checkpoint))
+        record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.trained_precision(checkpoint))
+        path = results.write(Path("reports/metrics") / f"{name}.json", record)
         return results.read(path)

@@ -6,14 +6,16 @@ checkpoint, evaluation settings), so a reviewer never has to guess which boxes o
 import json
 from pathlib import Path
 
-from repro import atomic, baseline
+from repro import atomic, machine
 from repro.config import RunConfig
 
 
-def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint) -> dict:
-    """One metrics file's content. `source` is "trained" or "published"."""
+def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, train_precision: str | None = None) -> dict:
+    """One metrics file's content. `source` is "trained" or "published"; `train_precision` ("fp32", "bf16",
+    ...) is what the checkpoint was trained in (None for files that do not say, like mmpose's)."""
     return {**metrics, "config": cfg.name, "profile": cfg.profile, "source": source,
-            "checkpoint": str(checkpoint), "seed": cfg.seed, "platform": baseline.platform_fingerprint(),
+            "checkpoint": str(checkpoint), "seed": cfg.seed, "platform": machine.fingerprint(),
+            "train_precision": train_precision,
             "eval": {"flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,
                      "use_gt_bbox": cfg.eval.use_gt_bbox, "keypoint_score_thr": cfg.eval.keypoint_score_thr,
                      "nms_thr": cfg.eval.nms_thr, "amp": cfg.eval.amp}}

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import checkpoint, codec, config, distributed, recipe, runlog, tracking
+from repro import checkpoint, codec, config, distributed, machine, recipe, runlog, tracking
 from repro.config import RunConfig, TrainConfig
 from repro.model import build_cpm
 
@@ -307,6 +307,7 @@ def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = Non
 
 def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
     from repro import evaluate   # pycocotools etc.: imported when training, not on `import repro.train`
+    cfg = machine.resolve_precision(cfg, env.device.type)   # `auto` -> what runs here, recorded everywhere
     _seed_and_mode(cfg)
     last = out_dir / "last.pth"
     diff = recipe.recipe_diff(cfg, env.world_size)
@@ -316,8 +317,8 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
     state = dict(meta["train_state"]) if meta else {"epoch": -1, "best": None, "final": None,
                                                      "train_time_s": 0.0, "wall_time_s": 0.0, "samples": 0}
     run = runlog.RunLog(out_dir, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
-    log.info("training %s (%s profile) seed %d on %d process(es), %s; recipe %s%s", cfg.name, cfg.profile,
-             cfg.seed, env.world_size, env.device, recipe.recipe_status(diff),
+    log.info("training %s (%s profile) seed %d on %d process(es), %s, %s; recipe %s%s", cfg.name, cfg.profile,
+             cfg.seed, env.world_size, env.device, machine.precision_name(cfg.train.amp), recipe.recipe_status(diff),
              f" ({len(diff)} items differ)" if diff else "")
     try:
         run.write_config(cfg.to_dict())
@@ -344,6 +345,9 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> di
         _restore_rng(ckpt["rng"], env.rank)
         log.info("resumed from %s after epoch %d (iteration %d)", out_dir / "last.pth", state["epoch"] + 1,
                  scheduler.last_epoch)
+    elif cfg.train.init_from:   # weights only: optimizer, schedule and RNG start fresh
+        checkpoint.load_checkpoint(cfg.train.init_from, model)
+        log.info("initialised from %s", cfg.train.init_from)
     ddp = model if env.world_size == 1 else DistributedDataParallel(
         model, device_ids=[env.local_rank] if env.device.type == "cuda" else None, broadcast_buffers=False)
     meta = {"config": cfg.to_dict(), "mlflow_run_id": tracker.run_id, "world_size": env.world_size}
@@ -385,6 +389,7 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
         "wall_time_s": round(state["wall_time_s"], 3), "train_time_s": round(state["train_time_s"], 3),
         "images_per_s": round(state["samples"] / state["train_time_s"], 3) if state["train_time_s"] else 0.0,
         "world_size": env.world_size,
+        "precision": {"train": machine.precision_name(cfg.train.amp), "eval": machine.precision_name(cfg.eval.amp)},
         "recipe": recipe.recipe_status(diff),
         "recipe_diff": {d["name"]: {"published": d["published"], "used": d["used"]} for d in diff},
     }

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from repro import config, evaluate, results, tracking
+from repro import checkpoint as ckpt_io, config, evaluate, machine, results, tracking
 
 
 def main(argv=None):
@@ -22,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--source", required=True, choices=["trained", "published"])
     parser.add_argument("--checkpoint", help="required with --source trained")
     args = parser.parse_args(argv)
-    cfg = config.load(args.params, args.config)
+    cfg = machine.resolve_precision(config.load(args.params, args.config))
     tag = cfg.name if args.source == "trained" else f"published_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
     if args.source == "published" and cfg.data.source != "coco":
@@ -35,7 +35,7 @@ def main(argv=None):
         checkpoint = fetch_published(config.published()["models"][cfg.name], Path("models/published"),
                                      mirror=os.environ.get("REPRO_MIRROR"))
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / tag)
-    record = results.metrics_record(cfg, metrics, args.source, checkpoint)
+    record = results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint))
     tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
     results.write(out, record)
 

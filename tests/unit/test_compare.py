@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from repro import baseline, compare, gates
+from repro import baseline, compare, gates, machine
 
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
 
@@ -19,7 +19,7 @@ def published():
 @pytest.fixture
 def tree(tmp_path, published, monkeypatch):
     """reports/metrics with full-profile metrics (trained + published checkpoint), val histories, a baseline."""
-    monkeypatch.setattr(baseline, "platform_fingerprint", lambda: dict(PLATFORM))
+    monkeypatch.setattr(machine, "fingerprint", lambda: dict(PLATFORM))
     monkeypatch.delenv(gates.TIERS_ENV, raising=False)
     metrics = tmp_path / "reports/metrics"
     write(metrics / "256x192.json", record(shifted(published, "256x192", {"AP": -0.003, "AR": 0.01})))
@@ -30,7 +30,7 @@ def tree(tmp_path, published, monkeypatch):
           record(shifted(published, "384x288", {"AP": -0.004}), source="published"))
     base = baseline.derive_baseline(fake_runs(), published["metric_names"], published["tolerances"]["S"],
                                     PLATFORM)
-    write(tmp_path / "reports/baselines/smoke.json", base)
+    write(tmp_path / "reports/baselines/smoke.json", baseline.with_entry(None, "fp32", base))
     for name, aps in (("256x192", [0.1, 0.35, 0.5]), ("384x288", [0.2, 0.4])):
         path = tmp_path / "models" / name / "val_history.csv"
         path.parent.mkdir(parents=True)

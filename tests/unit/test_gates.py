@@ -21,7 +21,7 @@ def published():
 
 def record(values: dict, profile="full", source="trained", seed=0, **extra) -> dict:
     return {**values, "num_images": 100, "num_boxes": 250, "num_instances": 150, "profile": profile, "source": source,
-            "seed": seed, "eval": dict(PROTOCOL), **extra}
+            "seed": seed, "train_precision": "fp32", "eval": dict(PROTOCOL), **extra}
 
 
 def shifted(published, name, delta: dict) -> dict:
@@ -51,8 +51,14 @@ def smoke_baseline(published):
                                     PLATFORM)
 
 
+def as_file(entry, precision="fp32") -> dict:
+    """A baseline file holding one precision's entry."""
+    return baseline.with_entry(None, precision, entry)
+
+
 def inputs(tmp_path, published, base=None, platform=PLATFORM):
-    return gates.GateInputs(published=published, metrics_dir=tmp_path, baseline=base,
+    """Gate inputs with `base`, one fp32 baseline entry (None: no baseline file)."""
+    return gates.GateInputs(published=published, metrics_dir=tmp_path, baseline=None if base is None else as_file(base),
                             baseline_path=str(tmp_path / "smoke.json"), platform=platform)
 
 
@@ -260,9 +266,9 @@ def setup_repo(tmp_path, published, smoke_baseline, monkeypatch):
     monkeypatch.delenv(gates.STRICT_ENV, raising=False)
     monkeypatch.delenv(gates.TIERS_ENV, raising=False)
     monkeypatch.delenv("REPRO_PROFILE", raising=False)
-    monkeypatch.setattr(gates.baseline, "platform_fingerprint", lambda: dict(PLATFORM))
+    monkeypatch.setattr(gates.machine, "fingerprint", lambda: dict(PLATFORM))
     (tmp_path / "published.yaml").write_text(yaml.safe_dump(published))
-    write(tmp_path / "reports/baselines/smoke.json", smoke_baseline)
+    write(tmp_path / "reports/baselines/smoke.json", as_file(smoke_baseline))
     (tmp_path / "params.yaml").write_text("profile: smoke\n")
     return ["--published", "published.yaml", "--metrics-dir", "reports/metrics"]
 
@@ -296,7 +302,7 @@ def test_drift_main_against_working_tree_and_git_revision(tmp_path, published, s
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     moved = json.loads(json.dumps(smoke_baseline))
     moved["configs"]["256x192"]["AP"]["mean"] = 0.5     # the working-tree baseline now disagrees
-    write(tmp_path / "reports/baselines/smoke.json", moved)
+    write(tmp_path / "reports/baselines/smoke.json", as_file(moved))
     assert gates.drift_main(argv) == 1
     assert "DRIFT" in capsys.readouterr().out
     assert gates.drift_main([*argv, "--rev", "HEAD"]) == 0
@@ -308,16 +314,21 @@ def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path
     setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
     calls = []
 
-    def run_smoke(seed):
-        calls.append(seed)
+    def run_smoke(seed, amp):
+        calls.append((seed, amp))
         return fake_runs((seed,))[seed]
 
     out = tmp_path / "reports/baselines/new.json"
-    assert gates.baseline_main(["--seeds", "2", "0", "1", "--out", str(out), "--published", "published.yaml"],
-                               run_smoke=run_smoke) == 0
-    assert calls == [0, 1, 2]
+    assert gates.baseline_main(["--seeds", "2", "0", "1", "--precisions", "fp32", "--out", str(out),
+                                "--published", "published.yaml"], run_smoke=run_smoke) == 0
+    assert calls == [(0, "none"), (1, "none"), (2, "none")]
     written = json.loads(out.read_text())
-    assert written == json.loads(json.dumps(smoke_baseline))
+    assert written == json.loads(json.dumps(as_file(smoke_baseline)))
+    # Measuring another precision keeps the entry already there.
+    assert gates.baseline_main(["--seeds", "0", "1", "2", "--precisions", "bf16", "--out", str(out),
+                                "--published", "published.yaml"], run_smoke=run_smoke) == 0
+    assert calls[-1] == (2, "bf16")
+    assert sorted(json.loads(out.read_text())["precisions"]) == ["bf16", "fp32"]
     assert not list(out.parent.glob(".*.tmp"))
     with pytest.raises(SystemExit):
         gates.baseline_main(["--seeds", "0", "1", "--out", str(out), "--published", "published.yaml"],
