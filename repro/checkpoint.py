@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import repro
+from repro.errors import ReproError
 
 PREFIX = "backbone."  # mmpose's TopdownPoseEstimator attribute holding the CPM backbone
 
@@ -52,7 +53,7 @@ _NUMPY_GLOBALS = [
 _DROPPED_KEYS = ("data_preprocessor.mean", "data_preprocessor.std")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ReproError, RuntimeError):
     """A checkpoint file that cannot be used; the message names the file and what is wrong."""
 
 

@@ -20,6 +20,7 @@ import torch
 
 from repro.codec import encode
 from repro.config import AugmentConfig, CodecConfig
+from repro.errors import ReproError
 from repro.skeleton import NUM_KEYPOINTS
 from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
 from repro.transforms import affine_crop, crop, warp_matrix
@@ -27,7 +28,7 @@ from repro.transforms import affine_crop, crop, warp_matrix
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(ReproError, ValueError):
     """A missing or malformed annotation, detection or image file; the message names file and entry."""
 
 

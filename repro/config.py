@@ -15,10 +15,11 @@ from pathlib import Path
 
 import yaml
 
+from repro.errors import ReproError
 from repro.model import CPMConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(ReproError, ValueError):
     """A bad value in params.yaml; the message names the file and the dotted key."""
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.errors import ReproError
+
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "REPRO_MIRROR"
@@ -50,7 +52,7 @@ DET_KEYS = ("image_id", "category_id", "bbox", "score")
 _LOCAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ReproError, RuntimeError):
     """A download that could not be completed; the message names the URL or file."""
 
 
@@ -66,7 +68,7 @@ class ChecksumError(DownloadError):
     """A file whose digest differs from the expected one (the bad file has been deleted)."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(ReproError, ValueError):
     """A zip member that would land outside the target directory (absolute, `..`, symlink)."""
 
 

@@ -434,7 +434,7 @@ def _setup_logging() -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m repro.train` / `repro train`: parse args, resolve the config, train. Errors exit non-zero."""
+    """`python -m repro.train` / `repro train`: parse args, resolve the config, train (run under repro.errors.run_main)."""
     p = argparse.ArgumentParser(prog="repro train", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
@@ -449,9 +449,10 @@ def main(argv=None) -> None:
     try:
         cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
-    except (config.ConfigError, tracking.TrackingError, checkpoint.CheckpointError, FloatingPointError) as e:
+    except (tracking.TrackingError, FloatingPointError) as e:   # not bad input: exit 1, still one line
         raise SystemExit(f"repro train: error: {e}") from None
 
 
 if __name__ == "__main__":
-    main()
+    from repro import errors
+    sys.exit(errors.run_main(main, prog="repro train"))

@@ -10,9 +10,10 @@ reports/metrics/<tag>.json (read by `compare`) and an MLflow run.
 """
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from repro import config, evaluate, results, tracking
+from repro import config, errors, evaluate, results, tracking
 
 
 def main(argv=None):
@@ -41,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.evaluate"))
