@@ -18,6 +18,8 @@ import subprocess
 
 import numpy as np
 
+from repro.errors import InputFileError
+
 # Counts that are properties of the data set, not of training: every seed must give the same value.
 # (num_instances, the people kept after OKS-NMS, depends on the predictions and is not one of them.)
 COUNT_KEYS = ("num_images", "num_boxes")
@@ -110,15 +112,47 @@ def read(path, rev: str | None = None) -> dict | None:
 
     Returns:
         The mapping, or None when the file does not exist there.
+
+    Raises:
+        InputFileError: the file is damaged or lacks a config's stats (see `check`).
     """
+    where = f"{path}@{rev}" if rev else str(path)
     if rev is None:
         try:
             with open(path) as f:
-                return json.load(f)
+                text = f.read()
         except FileNotFoundError:
             return None
-    # "./" makes the path relative to the current directory rather than to the repository root.
-    done = subprocess.run(["git", "show", f"{rev}:./{os.path.relpath(path)}"], capture_output=True, text=True)
-    if done.returncode != 0:
-        return None
-    return json.loads(done.stdout)
+    else:
+        # "./" makes the path relative to the current directory rather than to the repository root.
+        done = subprocess.run(["git", "show", f"{rev}:./{os.path.relpath(path)}"], capture_output=True, text=True)
+        if done.returncode != 0:
+            return None
+        text = done.stdout
+    try:
+        base = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputFileError(f"{where}: damaged baseline, not valid JSON ({e})") from None
+    check(base, where)
+    return base
+
+
+def check(base, where: str) -> None:
+    """Every config of a baseline has stats with a finite mean and a finite tolerance >= 0.
+
+    Raises:
+        InputFileError: naming `where` and the key that is missing or not a finite number.
+    """
+    configs = base.get("configs") if isinstance(base, dict) else None
+    if not isinstance(configs, dict) or not configs:
+        raise InputFileError(f"{where}: baseline has no 'configs' mapping")
+    for name, entry in configs.items():
+        if not isinstance(entry, dict) or not entry:
+            raise InputFileError(f"{where}: configs.{name}: no stats")
+        for metric, stats in entry.items():
+            for key, low in (("mean", -math.inf), ("tolerance", 0.0)):
+                value = stats.get(key) if isinstance(stats, dict) else None
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                        or value < low:
+                    raise InputFileError(f"{where}: configs.{name}.{metric}.{key}: {value!r} is not a finite "
+                                         f"number{' >= 0' if low == 0 else ''}")
