@@ -137,6 +137,9 @@ def _check_det(entry, i: int, path: Path):
     if not np.isfinite([entry["score"], *entry["bbox"]]).all():
         raise DatasetError(f"{path}: entry {i}: non-finite score or bbox: score {entry['score']!r}, "
                            f"bbox {entry['bbox']!r}")
+    if not (entry["bbox"][2] > 0 and entry["bbox"][3] > 0):   # zero area crashes the crop; negative mirrors it
+        raise DatasetError(f"{path}: entry {i}: bbox {entry['bbox']!r} has width or height <= 0 "
+                           f"(expected [x, y, w, h] with w, h > 0)")
 
 
 def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[str, np.ndarray]:

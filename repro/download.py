@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -70,6 +71,10 @@ class ChecksumError(DownloadError):
 
 class UnsafeArchiveError(ReproError, ValueError):
     """A zip member that would land outside the target directory (absolute, `..`, symlink)."""
+
+
+class DetectionFileError(ReproError, ValueError):
+    """A person-detection file that is not the mmpose/HRNet format (names the file and the entry)."""
 
 
 class _Transient(DownloadError):
@@ -395,9 +400,9 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
         _verify_or_delete(dest, name, sha256=sha256)
     try:
         check_detections(dest, det_source.get("num_boxes"))
-    except ValueError as e:
+    except DetectionFileError as e:
         dest.unlink()
-        raise ValueError(f"{e} (given as {det_file})" if det_file else str(e)) from None
+        raise DetectionFileError(f"{e} (given as {det_file})" if det_file else str(e)) from None
     if not sha256:
         digest = file_digest(dest)
         dest.with_name(name + ".sha256").write_text(f"{digest}  {name}\n")
@@ -405,8 +410,15 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
     return dest
 
 
+def _is_numbers(value, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
 def check_detections(path, num_boxes=None) -> int:
     """Check the mmpose/HRNet detection format: a JSON list of dicts with image_id, category_id, bbox, score.
+
+    Scores and boxes must be finite numbers and every box [x, y, w, h] must have w, h > 0.
 
     Returns:
         The number of boxes. A count that differs from `num_boxes` is logged, not raised.
@@ -415,15 +427,20 @@ def check_detections(path, num_boxes=None) -> int:
         with open(path) as f:
             boxes = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON file ({e}); a cloud-drive link may have returned a web page: "
-                         "download the file in a browser and pass its path") from None
+        raise DetectionFileError(f"{path}: not a JSON file ({e}); a cloud-drive link may have returned a web "
+                                 "page: download the file in a browser and pass its path") from None
     if not isinstance(boxes, list) or not boxes:
-        raise ValueError(f"{path}: expected a non-empty JSON list of detections")
+        raise DetectionFileError(f"{path}: expected a non-empty JSON list of detections")
     for i, box in enumerate(boxes):
         missing = [k for k in DET_KEYS if not isinstance(box, dict) or k not in box]
-        if missing or not (isinstance(box["bbox"], list) and len(box["bbox"]) == 4):
+        if missing or not _is_numbers(box["bbox"], 4):
             lacks = missing or "a 4-number bbox"
-            raise ValueError(f"{path}: detection [{i}] lacks {lacks}: {str(box)[:200]}")
+            raise DetectionFileError(f"{path}: detection [{i}] lacks {lacks}: {str(box)[:200]}")
+        numbers = [box["score"], *box["bbox"]]
+        if not (_is_numbers(numbers, 5) and all(map(math.isfinite, numbers))):
+            raise DetectionFileError(f"{path}: detection [{i}]: non-finite score or bbox: {str(box)[:200]}")
+        if not (box["bbox"][2] > 0 and box["bbox"][3] > 0):
+            raise DetectionFileError(f"{path}: detection [{i}]: bbox {box['bbox']!r} has width or height <= 0")
     if num_boxes is not None and len(boxes) != num_boxes:
         log.warning("%s: %d boxes, published file has %d", path, len(boxes), num_boxes)
     return len(boxes)

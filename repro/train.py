@@ -434,7 +434,7 @@ def _setup_logging() -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m repro.train` / `repro train`: parse args, resolve the config, train (run under repro.errors.run_main)."""
+    """`python -m repro.train` / `repro train`: parse args, resolve the config, train (under errors.run_main)."""
     p = argparse.ArgumentParser(prog="repro train", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
