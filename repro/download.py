@@ -296,22 +296,31 @@ def extracted_marker(zip_path, target_dir) -> Path:
     return Path(target_dir) / f".extracted-{Path(zip_path).name}"
 
 
-def safe_extract(zip_path, target_dir) -> Path:
+def safe_extract(zip_path, target_dir, expected=()) -> Path:
     """Extract a zip into `target_dir`, refusing members that would land outside it.
 
     Every member is checked before anything is written (absolute paths, `..` components and symlinks raise
     UnsafeArchiveError naming the member). The archive is unpacked into a temporary directory beside
-    `target_dir`, moved in, and a marker file is written last, so an interrupted run leaves no half tree
-    in `target_dir` and a finished one is skipped next time.
+    `target_dir`, checked to hold every `expected` path, moved in, and a marker file is written last, so
+    an interrupted run or a wrong zip leaves nothing in `target_dir` and a finished one is skipped next time.
+
+    Args:
+        zip_path: the archive.
+        target_dir: where its members go (created).
+        expected: paths, relative to `target_dir`, the archive must produce (e.g. COCO_EXPECTED[part]).
 
     Returns:
         `target_dir` as a Path.
+
+    Raises:
+        DownloadError: an expected path is missing; nothing was moved into `target_dir`.
     """
     target = Path(target_dir)
     marker = extracted_marker(zip_path, target)
-    if marker.is_file():
+    if marker.is_file() and all((target / p).exists() for p in expected):
         log.info("%s already extracted into %s", Path(zip_path).name, target)
         return target
+    marker.unlink(missing_ok=True)   # a marker without its content (an older run): extract again
     with zipfile.ZipFile(zip_path) as zf:
         members = zf.infolist()
         for info in members:
@@ -322,6 +331,11 @@ def safe_extract(zip_path, target_dir) -> Path:
             for info in tqdm(members, desc=f"unzip {Path(zip_path).name}", unit="file", file=sys.stderr,
                              disable=not sys.stderr.isatty()):
                 zf.extract(info, tmp)
+            missing = [p for p in expected if not (tmp / p).exists()]
+            if missing:
+                raise DownloadError(f"{zip_path}: wrong archive, it does not contain {', '.join(missing)}; "
+                                    f"nothing was extracted into {target}. Delete {zip_path} (or fix the "
+                                    f"source or REPRO_MIRROR copy) and run `repro data` again")
             for child in tmp.iterdir():
                 _merge_into(child, target / child.name)
         finally:
@@ -351,21 +365,52 @@ def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PAR
         `root` as a Path.
     """
     root = Path(root).expanduser()
+    det_source = sources.get("detections", {})
+    # The detection file cannot be downloaded for the user: find out before the 20 GB of zips.
+    det_file = find_detections(root, det_source, det_file, mirror)
     for part in parts:
         src = sources[part]
         zip_path = root / "downloads" / Path(urllib.parse.urlsplit(src["url"]).path).name
-        if not extracted_marker(zip_path, root).is_file():
+        expected = COCO_EXPECTED.get(part, ())
+        if not (extracted_marker(zip_path, root).is_file() and all((root / p).exists() for p in expected)):
             download(src["url"], zip_path, md5=src.get("md5"), mirror=mirror, **download_kw)
-            safe_extract(zip_path, root)
-        missing = [p for p in COCO_EXPECTED.get(part, ()) if not (root / p).exists()]
-        if missing:
-            raise DownloadError(f"{zip_path.name} did not produce {', '.join(missing)} under {root}")
+            safe_extract(zip_path, root, expected)
         if not keep_zips:
             zip_path.unlink(missing_ok=True)
     if (root / "downloads").is_dir() and not any((root / "downloads").iterdir()):
         (root / "downloads").rmdir()
-    place_detections(root, sources.get("detections", {}), det_file=det_file, mirror=mirror, **download_kw)
+    place_detections(root, det_source, det_file=det_file, mirror=mirror, **download_kw)
     return root
+
+
+def find_detections(root, det_source: dict, det_file=None, mirror=None):
+    """Where the detection file will come from: `det_file`, REPRO_DET_FILE, the mirror, or the copy in place.
+
+    A local file is format-checked here, so a wrong file is refused before anything is downloaded.
+
+    Returns:
+        A local path or URL to fetch it from, or None when the copy already at its destination is used.
+
+    Raises:
+        DownloadError: none of these has it (the message lists the pages to download it from).
+        DetectionFileError: the local file is not in the mmpose/HRNet format.
+    """
+    name = det_source.get("filename", "COCO_val2017_detections_AP_H_56_person.json")
+    dest = Path(root) / "person_detection_results" / name
+    det_file = det_file or os.environ.get(DET_FILE_ENV)
+    if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
+        det_file = found[1] if found[0] == "file" else None
+    if not det_file and not dest.is_file():
+        pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
+        raise DownloadError(
+            f"person-detection file {name} not found at {dest}. It is not downloadable from a fixed URL; "
+            f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
+            f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...).")
+    if det_file and urllib.parse.urlsplit(str(det_file)).scheme not in ("http", "https", "ftp", "file"):
+        if not Path(det_file).expanduser().is_file():
+            raise DownloadError(f"detection file {det_file} (det_file / {DET_FILE_ENV}) does not exist")
+        check_detections(Path(det_file).expanduser(), det_source.get("num_boxes"))
+    return det_file
 
 
 def place_detections(root, det_source: dict, det_file=None, mirror=None, **download_kw) -> Path:
@@ -377,21 +422,10 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
     """
     name = det_source.get("filename", "COCO_val2017_detections_AP_H_56_person.json")
     dest = Path(root) / "person_detection_results" / name
-    det_file = det_file or os.environ.get(DET_FILE_ENV)
     sha256 = det_source.get("sha256")
-    if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
-        det_file = found[1] if found[0] == "file" else None
-    if not det_file and not dest.is_file():
-        pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
-        raise DownloadError(
-            f"person-detection file {name} not found at {dest}. It is not downloadable from a fixed URL; "
-            f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
-            f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...).")
+    det_file = find_detections(root, det_source, det_file, mirror)
     if det_file:
-        is_url = urllib.parse.urlsplit(str(det_file)).scheme in ("http", "https", "ftp", "file")
-        if not is_url and not Path(det_file).expanduser().is_file():
-            raise DownloadError(f"detection file {det_file} (det_file / {DET_FILE_ENV}) does not exist")
-        if not is_url:
+        if urllib.parse.urlsplit(str(det_file)).scheme not in ("http", "https", "ftp", "file"):
             det_file = Path(det_file).expanduser().resolve().as_uri()
         if dest.is_file() and not sha256:
             dest.unlink()  # nothing to verify the old copy against: take the one given now

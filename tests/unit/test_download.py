@@ -358,8 +358,10 @@ def test_prepare_coco_end_to_end(coco_server, tmp_path, sleeps, caplog):
 
 def test_prepare_coco_bad_md5_names_the_zip(coco_server, tmp_path):
     sources = dict(coco_server.sources, val2017=dict(coco_server.sources["val2017"], md5="0" * 32))
+    det = tmp_path / "dets.json"
+    det.write_text(json.dumps(DETS))
     with pytest.raises(dl.ChecksumError, match="val2017.zip: md5 mismatch"):
-        dl.prepare_coco(tmp_path / "coco", sources, parts=("val2017",), progress=False)
+        dl.prepare_coco(tmp_path / "coco", sources, det_file=det, parts=("val2017",), progress=False)
     assert not (tmp_path / "coco" / "val2017").exists()
 
 
