@@ -22,7 +22,6 @@ import dataclasses
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 import repro
+from repro import atomic
 from repro.errors import ReproError
 
 PREFIX = "backbone."  # mmpose's TopdownPoseEstimator attribute holding the CPM backbone
@@ -191,8 +191,9 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
                     rng: dict | None = None) -> Path:
     """Write `model` in mmpose's layout, plus optional resume state, atomically.
 
-    The file is written to a temporary name in the same directory and renamed over `path` only once
-    complete and checked to be weights_only-loadable, so `path` never holds a partial file.
+    The file is written to a temporary name in the same directory (repro.atomic: 0644, fsynced) and renamed
+    over `path` only once complete and checked to be weights_only-loadable, so `path` never holds a
+    partial file.
 
     Args:
         path: destination `.pth`; parent directories are created.
@@ -217,21 +218,14 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
     for name, value in (("epoch", epoch), ("iter", iter), ("rng", rng)):
         if value is not None:
             ckpt[name] = _to_plain(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def refuse_unsafe(tmp: Path):
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
         if unsafe:
             raise CheckpointError(f"{path}: not saved, these values would not load with weights_only: "
                                   f"{unsafe}; store plain data (dict/list/str/number) or tensors")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic.write_file(path, lambda f: torch.save(ckpt, f), verify=refuse_unsafe)
     return path
 
 
