@@ -17,8 +17,27 @@ import os
 import tempfile
 from pathlib import Path
 
+from repro.errors import ReproError
+
 MODE = 0o644
 _pending = []   # a stack: one [(tmp, path), ...] per open all_or_none() block
+
+
+def check_writable(directory) -> Path:
+    """Create `directory` if needed and check a file can be written there, before any expensive work.
+
+    Raises:
+        ReproError: naming the directory and the reason.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ReproError(f"{directory}: output directory is not writable ({e.strerror or e})") from None
+    return directory
 
 
 def _fsync_dir(directory: Path) -> None:

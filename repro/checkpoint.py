@@ -150,7 +150,8 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
 
     Raises:
         CheckpointError: see `read_checkpoint`; or the keys/shapes do not match the model exactly (the
-            message lists missing, unexpected and wrongly shaped keys); or requested state is absent.
+            message lists missing, unexpected and wrongly shaped keys); or a weight or BN buffer holds NaN
+            or Inf; or requested state is absent.
     """
     ckpt = read_checkpoint(path, map_location)
     model = _unwrap(model)
@@ -158,6 +159,7 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
     report = _mismatch_report(file_sd, model_sd)
     if report:
         raise CheckpointError(f"{path}: state_dict does not match the model:\n  " + "\n  ".join(report))
+    check_finite(file_sd, path)
     model.load_state_dict({k[len(PREFIX):]: v for k, v in file_sd.items() if k not in _DROPPED_KEYS},
                           strict=True)
     for name, obj in (("optimizer", optimizer), ("lr_scheduler", lr_scheduler), ("scaler", scaler)):
@@ -168,6 +170,42 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
                                   f"holds weights only)")
         obj.load_state_dict(ckpt[name])
     return ckpt
+
+
+def check_finite(state_dict: dict, path) -> None:
+    """Refuse weights or BN buffers holding NaN or Inf (a diverged run would otherwise evaluate to AP 0).
+
+    Raises:
+        CheckpointError: naming the file and the first offending keys.
+    """
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite values (NaN/Inf) in {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+
+
+# The parts of our resolved config that decide what the weights mean at test time.
+MATCHED_SECTIONS = ("codec", "model")
+
+
+def check_config(meta: dict, config: dict, path) -> None:
+    """A training file's `meta.config` must match the config it is evaluated with (codec and model).
+
+    The CPM weights load at any input size, so a 256x192 file evaluated as 384x288 would run silently;
+    the config the training run stored says which it is. Published mmpose files carry no such meta and
+    are matched by key and shape only.
+
+    Raises:
+        CheckpointError: naming the file and every differing dotted key.
+    """
+    saved = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(saved, dict):
+        return
+    diffs = [f"{s}.{k}: {saved.get(s, {}).get(k)!r} in the file, {v!r} here"
+             for s in MATCHED_SECTIONS for k, v in config[s].items() if saved.get(s, {}).get(k) != v]
+    if diffs:
+        raise CheckpointError(f"{path}: trained with another config ({saved.get('name')!r}, here "
+                              f"{config.get('name')!r}): {'; '.join(diffs)}")
 
 
 def _to_plain(obj):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from repro.codec import encode
-from repro.config import AugmentConfig, CodecConfig
+from repro.config import AugmentConfig, CodecConfig, DataConfig
 from repro.errors import ReproError
 from repro.skeleton import NUM_KEYPOINTS
 from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
@@ -30,6 +30,26 @@ log = logging.getLogger(__name__)
 
 class DatasetError(ReproError, ValueError):
     """A missing or malformed annotation, detection or image file; the message names file and entry."""
+
+
+def check_layout(data: DataConfig, training: bool, det_boxes: bool) -> None:
+    """The files a run reads exist (checked before any model is built or trained).
+
+    Args:
+        data: the run's data config.
+        training: the train split is needed too.
+        det_boxes: the detection file is needed (evaluation on detected boxes).
+
+    Raises:
+        DatasetError: naming every missing path, and how to make them.
+    """
+    need = [data.val_ann, data.val_images]
+    need += [data.train_ann, data.train_images] if training else []
+    need += [data.det_file] if det_boxes else []
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        raise DatasetError(f"{data.root}: data missing: {', '.join(missing)} (make it with `repro data` or "
+                           f"`dvc repro data`)")
 
 
 def _read_json(path: Path, what: str):

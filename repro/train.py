@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import checkpoint, codec, config, distributed, recipe, runlog, tracking
+from repro import atomic, checkpoint, codec, config, distributed, recipe, runlog, tracking
 from repro.config import RunConfig, TrainConfig
 from repro.model import build_cpm
 
@@ -307,6 +307,10 @@ def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = Non
 
 def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
     from repro import evaluate   # pycocotools etc.: imported when training, not on `import repro.train`
+    from repro.coco import check_layout
+    if env.is_main:   # before any work: the data it reads and the directory it writes
+        check_layout(cfg.data, training=True, det_boxes=not cfg.eval.use_gt_bbox)
+        atomic.check_writable(out_dir)
     _seed_and_mode(cfg)
     last = out_dir / "last.pth"
     diff = recipe.recipe_diff(cfg, env.world_size)

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from repro import config, errors, evaluate, results, tracking
+from repro import atomic, config, errors, evaluate, results, tracking
 
 
 def main(argv=None):
@@ -26,6 +26,7 @@ def main(argv=None):
     cfg = config.load(args.params, args.config)
     tag = cfg.name if args.source == "trained" else f"published_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
+    atomic.check_writable(out.parent)   # before the download and the evaluation, not after them
     if args.source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
         results.write(out, results.not_run_record(cfg, args.source, reason))
