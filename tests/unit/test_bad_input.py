@@ -99,15 +99,14 @@ def gate(capsys, metrics: Path, *args) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("strict", [True, False])
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None])
-def test_tier_c_fails_on_a_non_finite_or_missing_ap(capsys, tmp_path, strict, bad):
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_tier_c_fails_on_a_non_finite_ap(capsys, tmp_path, strict, bad):
     record = full_record()
     ok = gate(capsys, _write(tmp_path / "ok" / "256x192.json", record).parent, "--tier", "C")
     assert ok[0] == 0, ok[1]   # the same file with a finite AP passes: the failure below is the AP's
-    record = {**record, "AP": bad} if bad is not None else {k: v for k, v in record.items() if k != "AP"}
-    code, out, err = gate(capsys, _write(tmp_path / "bad" / "256x192.json", record).parent, "--tier", "C",
-                          *(["--strict"] if strict else []))
-    assert code == 1 and "C 256x192 AP: fail" in out, out + err
+    code, out, err = gate(capsys, _write(tmp_path / "bad" / "256x192.json", {**record, "AP": bad}).parent,
+                          "--tier", "C", *(["--strict"] if strict else []))
+    assert code == 1 and f"C 256x192 AP: fail not a finite number: {bad}" in out, out + err
 
 
 def test_tier_c_fails_on_a_non_finite_reported_stat(capsys, tmp_path):
@@ -118,7 +117,7 @@ def test_tier_c_fails_on_a_non_finite_reported_stat(capsys, tmp_path):
 def test_tier_a_fails_on_nan(capsys, tmp_path):
     record = {**full_record(AP50=math.nan), "source": "published"}
     code, out, _ = gate(capsys, _write(tmp_path / "published_256x192.json", record).parent, "--tier", "A")
-    assert code == 1 and "A 256x192 AP50: fail" in out
+    assert code == 1 and "A 256x192 AP50: fail not a finite number: nan" in out
 
 
 def smoke_record(ap=0.30, **extra) -> dict:
@@ -144,7 +143,7 @@ def test_tier_s_fails_on_nan(capsys, tmp_path, bad):
     metrics = _write(tmp_path / "m" / "256x192.json", smoke_record(ap=bad)).parent
     base = _write(tmp_path / "smoke.json", smoke_baseline("256x192"))
     code, out, _ = gate(capsys, metrics, "--tier", "S", "--baseline", base)
-    assert code == 1 and "S 256x192 AP: fail" in out
+    assert code == 1 and f"S 256x192 AP: fail not a finite number: {bad}" in out
 
 
 def test_a_config_missing_from_the_baseline_fails_gate_and_drift(capsys, tmp_path):
@@ -155,13 +154,6 @@ def test_a_config_missing_from_the_baseline_fails_gate_and_drift(capsys, tmp_pat
     assert code == 1 and "S 384x288 baseline: fail" in out, out
     code, out, _ = repro(capsys, "drift", "--metrics-dir", metrics, "--baseline", base)
     assert code == 1 and "not in baseline" in out and "drift: none" not in out, out
-
-
-def test_drift_fails_on_a_baseline_config_without_metrics(capsys, tmp_path):
-    metrics = _write(tmp_path / "m" / "256x192.json", smoke_record()).parent
-    base = _write(tmp_path / "smoke.json", smoke_baseline("256x192", "384x288"))
-    code, out, _ = repro(capsys, "drift", "--metrics-dir", metrics, "--baseline", base)
-    assert code == 1 and "missing" in out
 
 
 @pytest.mark.parametrize("command", ["gate", "drift"])
