@@ -8,7 +8,8 @@ Writes, under `out_dir` (reports/):
     comparison.json                  DVC metrics: the same numbers (4 dp) and verdicts, nested
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
-as one set (repro.atomic.all_or_none): all of them are replaced, or none. The checks themselves live in repro/gates.py; this module only collects and writes them.
+as one set (repro.atomic.all_or_none): all of them are replaced, or none.
+The checks themselves live in repro/gates.py; this module only collects and writes them.
 """
 import csv
 import io

@@ -326,6 +326,8 @@ def safe_extract(zip_path, target_dir, expected=()) -> Path:
         for info in members:
             _check_member(info, zip_path)
         target.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.extract-*"):   # left by a killed extraction
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
         try:
             for info in tqdm(members, desc=f"unzip {Path(zip_path).name}", unit="file", file=sys.stderr,

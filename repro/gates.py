@@ -9,10 +9,10 @@ Tiers (tolerances and their justification: repro/published.yaml `tolerances`):
     C  reports/metrics/<name>.json from a full retrain (profile full).
     S  reports/metrics/<name>.json from the CPU smoke profile, against reports/baselines/smoke.json.
 A tier with no metrics is "not_run" with its reason, never "pass". A metric that is missing or not a
-finite number (NaN, Inf), a config the baseline lacks and a baseline entry without its stats are failures
-in every tier, strict or not; a damaged metrics or baseline file is an error naming the file. Strict mode (--strict or
-REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers are --tier, else
-REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
+finite number (NaN, Inf) and a config the baseline lacks are failures in every tier, strict or not; a
+damaged metrics or baseline file (or a baseline entry without its stats) is an error naming the file.
+Strict mode (--strict or REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers
+are --tier, else REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
 """
 import argparse
 import json

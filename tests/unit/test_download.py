@@ -469,8 +469,10 @@ def test_a_wrong_zip_leaves_nothing_and_a_fixed_source_then_works(coco_server, t
 def test_a_marker_without_its_content_is_extracted_again(tmp_path):
     z = tmp_path / "val2017.zip"
     z.write_bytes(zip_bytes({"val2017/1.jpg": b"jpg"}))
+    (tmp_path / ".out.extract-k1ll3d" / "val2017").mkdir(parents=True)   # a killed extraction's staging dir
     out = dl.safe_extract(z, tmp_path / "out", expected=("val2017",))
     (out / "val2017" / "1.jpg").unlink()
     (out / "val2017").rmdir()
     dl.safe_extract(z, out, expected=("val2017",))
     assert (out / "val2017" / "1.jpg").read_bytes() == b"jpg"
+    assert not list(tmp_path.glob(".out.extract-*"))
