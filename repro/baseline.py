@@ -21,6 +21,8 @@ import subprocess
 
 import numpy as np
 
+from repro.errors import InputFileError
+
 # Counts that are properties of the data set, not of training: every seed must give the same value.
 # (num_instances, the people kept after OKS-NMS, depends on the predictions and is not one of them.)
 COUNT_KEYS = ("num_images", "num_boxes")
@@ -124,15 +126,51 @@ def read(path, rev: str | None = None) -> dict | None:
 
     Returns:
         The mapping, or None when the file does not exist there.
+
+    Raises:
+        InputFileError: the file is damaged or lacks a config's stats (see `check`).
     """
+    where = f"{path}@{rev}" if rev else str(path)
     if rev is None:
         try:
             with open(path) as f:
-                return json.load(f)
+                text = f.read()
         except FileNotFoundError:
             return None
-    # "./" makes the path relative to the current directory rather than to the repository root.
-    done = subprocess.run(["git", "show", f"{rev}:./{os.path.relpath(path)}"], capture_output=True, text=True)
-    if done.returncode != 0:
-        return None
-    return json.loads(done.stdout)
+    else:
+        # "./" makes the path relative to the current directory rather than to the repository root.
+        done = subprocess.run(["git", "show", f"{rev}:./{os.path.relpath(path)}"], capture_output=True, text=True)
+        if done.returncode != 0:
+            return None
+        text = done.stdout
+    try:
+        base = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputFileError(f"{where}: damaged baseline, not valid JSON ({e})") from None
+    check(base, where)
+    return base
+
+
+def check(base, where: str) -> None:
+    """Every precision entry of a baseline has configs whose stats have a finite mean and tolerance >= 0.
+
+    Raises:
+        InputFileError: naming `where` and the key that is missing or not a finite number.
+    """
+    entries = base.get("precisions") if isinstance(base, dict) else None
+    if not isinstance(entries, dict) or not entries:
+        raise InputFileError(f"{where}: baseline has no 'precisions' mapping (one entry per training precision)")
+    for precision, entry in entries.items():
+        configs = entry.get("configs") if isinstance(entry, dict) else None
+        if not isinstance(configs, dict) or not configs:
+            raise InputFileError(f"{where}: precisions.{precision}: no 'configs' mapping")
+        for name, stats_by_metric in configs.items():
+            if not isinstance(stats_by_metric, dict) or not stats_by_metric:
+                raise InputFileError(f"{where}: precisions.{precision}.configs.{name}: no stats")
+            for metric, stats in stats_by_metric.items():
+                for key, low in (("mean", -math.inf), ("tolerance", 0.0)):
+                    value = stats.get(key) if isinstance(stats, dict) else None
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                            or value < low:
+                        raise InputFileError(f"{where}: precisions.{precision}.configs.{name}.{metric}.{key}: "
+                                             f"{value!r} is not a finite number{' >= 0' if low == 0 else ''}")

@@ -22,7 +22,6 @@ import dataclasses
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,8 @@ import torch
 from torch import nn
 
 import repro
-from repro import machine
+from repro import atomic, machine
+from repro.errors import ReproError
 
 PREFIX = "backbone."  # mmpose's TopdownPoseEstimator attribute holding the CPM backbone
 
@@ -53,7 +53,7 @@ _NUMPY_GLOBALS = [
 _DROPPED_KEYS = ("data_preprocessor.mean", "data_preprocessor.std")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ReproError, RuntimeError):
     """A checkpoint file that cannot be used; the message names the file and what is wrong."""
 
 
@@ -150,7 +150,8 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
 
     Raises:
         CheckpointError: see `read_checkpoint`; or the keys/shapes do not match the model exactly (the
-            message lists missing, unexpected and wrongly shaped keys); or requested state is absent.
+            message lists missing, unexpected and wrongly shaped keys); or a weight or BN buffer holds NaN
+            or Inf; or requested state is absent.
     """
     ckpt = read_checkpoint(path, map_location)
     model = _unwrap(model)
@@ -158,6 +159,7 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
     report = _mismatch_report(file_sd, model_sd)
     if report:
         raise CheckpointError(f"{path}: state_dict does not match the model:\n  " + "\n  ".join(report))
+    check_finite(file_sd, path)
     model.load_state_dict({k[len(PREFIX):]: v for k, v in file_sd.items() if k not in _DROPPED_KEYS},
                           strict=True)
     for name, obj in (("optimizer", optimizer), ("lr_scheduler", lr_scheduler), ("scaler", scaler)):
@@ -168,6 +170,42 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, lr_scheduler=None, s
                                   f"holds weights only)")
         obj.load_state_dict(ckpt[name])
     return ckpt
+
+
+def check_finite(state_dict: dict, path) -> None:
+    """Refuse weights or BN buffers holding NaN or Inf (a diverged run would otherwise evaluate to AP 0).
+
+    Raises:
+        CheckpointError: naming the file and the first offending keys.
+    """
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite values (NaN/Inf) in {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+
+
+# The parts of our resolved config that decide what the weights mean at test time.
+MATCHED_SECTIONS = ("codec", "model")
+
+
+def check_config(meta: dict, config: dict, path) -> None:
+    """A training file's `meta.config` must match the config it is evaluated with (codec and model).
+
+    The CPM weights load at any input size, so a 256x192 file evaluated as 384x288 would run silently;
+    the config the training run stored says which it is. Published mmpose files carry no such meta and
+    are matched by key and shape only.
+
+    Raises:
+        CheckpointError: naming the file and every differing dotted key.
+    """
+    saved = meta.get("config") if isinstance(meta, dict) else None
+    if not isinstance(saved, dict):
+        return
+    diffs = [f"{s}.{k}: {saved.get(s, {}).get(k)!r} in the file, {v!r} here"
+             for s in MATCHED_SECTIONS for k, v in config[s].items() if saved.get(s, {}).get(k) != v]
+    if diffs:
+        raise CheckpointError(f"{path}: trained with another config ({saved.get('name')!r}, here "
+                              f"{config.get('name')!r}): {'; '.join(diffs)}")
 
 
 def _to_plain(obj):
@@ -191,8 +229,9 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
                     rng: dict | None = None) -> Path:
     """Write `model` in mmpose's layout, plus optional resume state, atomically.
 
-    The file is written to a temporary name in the same directory and renamed over `path` only once
-    complete and checked to be weights_only-loadable, so `path` never holds a partial file.
+    The file is written to a temporary name in the same directory (repro.atomic: 0644, fsynced) and renamed
+    over `path` only once complete and checked to be weights_only-loadable, so `path` never holds a
+    partial file.
 
     Args:
         path: destination `.pth`; parent directories are created.
@@ -217,21 +256,14 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
     for name, value in (("epoch", epoch), ("iter", iter), ("rng", rng)):
         if value is not None:
             ckpt[name] = _to_plain(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def refuse_unsafe(tmp: Path):
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
         if unsafe:
             raise CheckpointError(f"{path}: not saved, these values would not load with weights_only: "
                                   f"{unsafe}; store plain data (dict/list/str/number) or tensors")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic.write_file(path, lambda f: torch.save(ckpt, f), verify=refuse_unsafe)
     return path
 
 

@@ -9,7 +9,8 @@
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
 
-Modules are imported per command, so `repro --help` stays fast.
+Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
+and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
 """
 import argparse
 import json
@@ -107,12 +108,19 @@ def _drift(argv) -> int:
 DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline}
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list):
     if argv and argv[0] in DELEGATED:
         return DELEGATED[argv[0]](argv[1:])
     args = _parser().parse_args(argv)
     return args.func(args)
+
+
+def main(argv=None) -> int:
+    """`repro <command> ...` under the project's error wrapper; returns the exit code."""
+    from repro import errors
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return errors.run_main(_dispatch, argv, prog=f"repro {command}" if command else "repro")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from repro.codec import encode
-from repro.config import AugmentConfig, CodecConfig
+from repro.config import AugmentConfig, CodecConfig, DataConfig
+from repro.errors import ReproError
 from repro.skeleton import NUM_KEYPOINTS
 from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
 from repro.transforms import affine_crop, crop, warp_matrix
@@ -27,8 +28,28 @@ from repro.transforms import affine_crop, crop, warp_matrix
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(ReproError, ValueError):
     """A missing or malformed annotation, detection or image file; the message names file and entry."""
+
+
+def check_layout(data: DataConfig, training: bool, det_boxes: bool) -> None:
+    """The files a run reads exist (checked before any model is built or trained).
+
+    Args:
+        data: the run's data config.
+        training: the train split is needed too.
+        det_boxes: the detection file is needed (evaluation on detected boxes).
+
+    Raises:
+        DatasetError: naming every missing path, and how to make them.
+    """
+    need = [data.val_ann, data.val_images]
+    need += [data.train_ann, data.train_images] if training else []
+    need += [data.det_file] if det_boxes else []
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        raise DatasetError(f"{data.root}: data missing: {', '.join(missing)} (make it with `repro data` or "
+                           f"`dvc repro data`)")
 
 
 def _read_json(path: Path, what: str):
@@ -136,6 +157,9 @@ def _check_det(entry, i: int, path: Path):
     if not np.isfinite([entry["score"], *entry["bbox"]]).all():
         raise DatasetError(f"{path}: entry {i}: non-finite score or bbox: score {entry['score']!r}, "
                            f"bbox {entry['bbox']!r}")
+    if not (entry["bbox"][2] > 0 and entry["bbox"][3] > 0):   # zero area crashes the crop; negative mirrors it
+        raise DatasetError(f"{path}: entry {i}: bbox {entry['bbox']!r} has width or height <= 0 "
+                           f"(expected [x, y, w, h] with w, h > 0)")
 
 
 def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[str, np.ndarray]:

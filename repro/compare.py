@@ -8,6 +8,7 @@ Writes, under `out_dir` (reports/):
     comparison.json                  DVC metrics: the same numbers (4 dp) and verdicts, nested
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
+as one set (repro.atomic.all_or_none): all of them are replaced, or none.
 The checks themselves live in repro/gates.py; this module only collects and writes them.
 """
 import csv
@@ -47,11 +48,12 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     results = gates.evaluate(inputs)
     required = gates.required_tiers(profile)
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
-    atomic.write_json(out_dir / "comparison.json", summary)
-    atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published))
-    names = list(inputs.published["models"])
-    write_val_ap(out_dir / "plots", val_histories(Path(models_dir), names))
-    write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
+    with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
+        atomic.write_json(out_dir / "comparison.json", summary)
+        atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published))
+        names = list(inputs.published["models"])
+        write_val_ap(out_dir / "plots", val_histories(Path(models_dir), names))
+        write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
     return summary
 
 

@@ -4,8 +4,8 @@
     cfg = repro.config.load("params.yaml", "384x288", profile="full")
 
 Resolution: the config's own values (input size, sigma, batch, GPUs) and the published `recipe`, then the
-selected profile's overrides. An unknown key, a missing key or a wrong type is an error naming the
-dotted key and the file.
+selected profile's overrides. An unknown key, a missing key, a wrong type or a value out of range
+(`RANGES`: epochs >= 1, sigma > 0, probabilities in [0, 1], ...) is an error naming the dotted key and the file.
 """
 import dataclasses
 import os
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from repro.errors import ReproError
 from repro.model import CPMConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(ReproError, ValueError):
     """A bad value in params.yaml; the message names the file and the dotted key."""
 
 
@@ -281,7 +282,54 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     return cfg
 
 
+# Allowed ranges, (section, field) -> (low, high, low inclusive); None: unbounded. A comparison with NaN
+# is False, so a NaN value is out of every range. train.milestones beyond train.epochs are allowed: a
+# shortened schedule (--set train.epochs=2) keeps the recipe's milestones and never reaches them.
+POSITIVE, AT_LEAST_1, NON_NEGATIVE, UNIT = (0, None, False), (1, None, True), (0, None, True), (0, 1, True)
+RANGES = {
+    **{("codec", k): POSITIVE for k in ("input_size", "heatmap_size", "sigma")},
+    **{("model", k): AT_LEAST_1 for k in ("in_channels", "num_keypoints", "feat_channels", "middle_channels",
+                                           "stem_channels", "num_stages")},
+    **{("augment", k): UNIT for k in ("flip_prob", "half_body_prob", "half_body_upper_prob", "shift_prob",
+                                       "scale_prob", "rotate_prob")},
+    **{("augment", k): NON_NEGATIVE for k in ("half_body_min_total_keypoints", "half_body_min_upper_keypoints",
+                                               "half_body_min_lower_keypoints", "shift_factor", "scale_factor",
+                                               "rotate_factor")},
+    ("augment", "bbox_padding"): POSITIVE, ("augment", "half_body_padding"): POSITIVE,
+    **{("train", k): AT_LEAST_1 for k in ("epochs", "val_interval", "batch_per_gpu", "gpus", "log_interval",
+                                           "milestones")},
+    ("train", "lr"): POSITIVE, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_iters"): NON_NEGATIVE,
+    ("train", "warmup_ratio"): UNIT, ("train", "gamma"): POSITIVE, ("train", "num_workers"): NON_NEGATIVE,
+    **{("eval", k): UNIT for k in ("det_score_thr", "keypoint_score_thr", "nms_thr")},
+    ("eval", "batch_size"): AT_LEAST_1, ("eval", "num_workers"): NON_NEGATIVE,
+    ("synthetic", "train_images"): AT_LEAST_1, ("synthetic", "val_images"): AT_LEAST_1,
+    ("synthetic", "seed"): NON_NEGATIVE,
+}
+
+
+def _in_range(value, low, high, inclusive: bool) -> bool:
+    above = value >= low if inclusive else value > low
+    return above and (high is None or value <= high)
+
+
+def _range_key(cfg: RunConfig, section: str, name: str) -> str:
+    """The dotted key a user writes for a field (codec fields live under configs.<name>)."""
+    return f"configs.{cfg.name}.{name}" if section == "codec" else f"{section}.{name}"
+
+
+def _check_ranges(cfg: RunConfig):
+    if not cfg.seed >= 0:
+        raise ConfigError(f"seed: {cfg.seed!r} must be >= 0")
+    for (section, name), (low, high, inclusive) in RANGES.items():
+        value = getattr(getattr(cfg, section), name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if not _in_range(v, low, high, inclusive):
+                bound = f"in [{low}, {high}]" if high is not None else f"{'>=' if inclusive else '>'} {low}"
+                raise ConfigError(f"{_range_key(cfg, section, name)}: {value!r} must be {bound}")
+
+
 def _validate(cfg: RunConfig):
+    _check_ranges(cfg)
     (w, h), (hw, hh) = cfg.codec.input_size, cfg.codec.heatmap_size
     if w != 8 * hw or h != 8 * hh:
         raise ConfigError(f"configs.{cfg.name}: heatmap_size {cfg.codec.heatmap_size} must be input_size / 8")

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -32,6 +33,8 @@ from http.client import HTTPException
 from pathlib import Path
 
 from tqdm import tqdm
+
+from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ DET_KEYS = ("image_id", "category_id", "bbox", "score")
 _LOCAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(ReproError, RuntimeError):
     """A download that could not be completed; the message names the URL or file."""
 
 
@@ -66,8 +69,12 @@ class ChecksumError(DownloadError):
     """A file whose digest differs from the expected one (the bad file has been deleted)."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(ReproError, ValueError):
     """A zip member that would land outside the target directory (absolute, `..`, symlink)."""
+
+
+class DetectionFileError(ReproError, ValueError):
+    """A person-detection file that is not the mmpose/HRNet format (names the file and the entry)."""
 
 
 class _Transient(DownloadError):
@@ -289,32 +296,48 @@ def extracted_marker(zip_path, target_dir) -> Path:
     return Path(target_dir) / f".extracted-{Path(zip_path).name}"
 
 
-def safe_extract(zip_path, target_dir) -> Path:
+def safe_extract(zip_path, target_dir, expected=()) -> Path:
     """Extract a zip into `target_dir`, refusing members that would land outside it.
 
     Every member is checked before anything is written (absolute paths, `..` components and symlinks raise
     UnsafeArchiveError naming the member). The archive is unpacked into a temporary directory beside
-    `target_dir`, moved in, and a marker file is written last, so an interrupted run leaves no half tree
-    in `target_dir` and a finished one is skipped next time.
+    `target_dir`, checked to hold every `expected` path, moved in, and a marker file is written last, so
+    an interrupted run or a wrong zip leaves nothing in `target_dir` and a finished one is skipped next time.
+
+    Args:
+        zip_path: the archive.
+        target_dir: where its members go (created).
+        expected: paths, relative to `target_dir`, the archive must produce (e.g. COCO_EXPECTED[part]).
 
     Returns:
         `target_dir` as a Path.
+
+    Raises:
+        DownloadError: an expected path is missing; nothing was moved into `target_dir`.
     """
     target = Path(target_dir)
     marker = extracted_marker(zip_path, target)
-    if marker.is_file():
+    if marker.is_file() and all((target / p).exists() for p in expected):
         log.info("%s already extracted into %s", Path(zip_path).name, target)
         return target
+    marker.unlink(missing_ok=True)   # a marker without its content (an older run): extract again
     with zipfile.ZipFile(zip_path) as zf:
         members = zf.infolist()
         for info in members:
             _check_member(info, zip_path)
         target.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.extract-*"):   # left by a killed extraction
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
         try:
             for info in tqdm(members, desc=f"unzip {Path(zip_path).name}", unit="file", file=sys.stderr,
                              disable=not sys.stderr.isatty()):
                 zf.extract(info, tmp)
+            missing = [p for p in expected if not (tmp / p).exists()]
+            if missing:
+                raise DownloadError(f"{zip_path}: wrong archive, it does not contain {', '.join(missing)}; "
+                                    f"nothing was extracted into {target}. Delete {zip_path} (or fix the "
+                                    f"source or REPRO_MIRROR copy) and run `repro data` again")
             for child in tmp.iterdir():
                 _merge_into(child, target / child.name)
         finally:
@@ -344,21 +367,52 @@ def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PAR
         `root` as a Path.
     """
     root = Path(root).expanduser()
+    det_source = sources.get("detections", {})
+    # The detection file cannot be downloaded for the user: find out before the 20 GB of zips.
+    det_file = find_detections(root, det_source, det_file, mirror)
     for part in parts:
         src = sources[part]
         zip_path = root / "downloads" / Path(urllib.parse.urlsplit(src["url"]).path).name
-        if not extracted_marker(zip_path, root).is_file():
+        expected = COCO_EXPECTED.get(part, ())
+        if not (extracted_marker(zip_path, root).is_file() and all((root / p).exists() for p in expected)):
             download(src["url"], zip_path, md5=src.get("md5"), mirror=mirror, **download_kw)
-            safe_extract(zip_path, root)
-        missing = [p for p in COCO_EXPECTED.get(part, ()) if not (root / p).exists()]
-        if missing:
-            raise DownloadError(f"{zip_path.name} did not produce {', '.join(missing)} under {root}")
+            safe_extract(zip_path, root, expected)
         if not keep_zips:
             zip_path.unlink(missing_ok=True)
     if (root / "downloads").is_dir() and not any((root / "downloads").iterdir()):
         (root / "downloads").rmdir()
-    place_detections(root, sources.get("detections", {}), det_file=det_file, mirror=mirror, **download_kw)
+    place_detections(root, det_source, det_file=det_file, mirror=mirror, **download_kw)
     return root
+
+
+def find_detections(root, det_source: dict, det_file=None, mirror=None):
+    """Where the detection file will come from: `det_file`, REPRO_DET_FILE, the mirror, or the copy in place.
+
+    A local file is format-checked here, so a wrong file is refused before anything is downloaded.
+
+    Returns:
+        A local path or URL to fetch it from, or None when the copy already at its destination is used.
+
+    Raises:
+        DownloadError: none of these has it (the message lists the pages to download it from).
+        DetectionFileError: the local file is not in the mmpose/HRNet format.
+    """
+    name = det_source.get("filename", "COCO_val2017_detections_AP_H_56_person.json")
+    dest = Path(root) / "person_detection_results" / name
+    det_file = det_file or os.environ.get(DET_FILE_ENV)
+    if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
+        det_file = found[1] if found[0] == "file" else None
+    if not det_file and not dest.is_file():
+        pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
+        raise DownloadError(
+            f"person-detection file {name} not found at {dest}. It is not downloadable from a fixed URL; "
+            f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
+            f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...).")
+    if det_file and urllib.parse.urlsplit(str(det_file)).scheme not in ("http", "https", "ftp", "file"):
+        if not Path(det_file).expanduser().is_file():
+            raise DownloadError(f"detection file {det_file} (det_file / {DET_FILE_ENV}) does not exist")
+        check_detections(Path(det_file).expanduser(), det_source.get("num_boxes"))
+    return det_file
 
 
 def place_detections(root, det_source: dict, det_file=None, mirror=None, **download_kw) -> Path:
@@ -370,21 +424,10 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
     """
     name = det_source.get("filename", "COCO_val2017_detections_AP_H_56_person.json")
     dest = Path(root) / "person_detection_results" / name
-    det_file = det_file or os.environ.get(DET_FILE_ENV)
     sha256 = det_source.get("sha256")
-    if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
-        det_file = found[1] if found[0] == "file" else None
-    if not det_file and not dest.is_file():
-        pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
-        raise DownloadError(
-            f"person-detection file {name} not found at {dest}. It is not downloadable from a fixed URL; "
-            f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
-            f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...).")
+    det_file = find_detections(root, det_source, det_file, mirror)
     if det_file:
-        is_url = urllib.parse.urlsplit(str(det_file)).scheme in ("http", "https", "ftp", "file")
-        if not is_url and not Path(det_file).expanduser().is_file():
-            raise DownloadError(f"detection file {det_file} (det_file / {DET_FILE_ENV}) does not exist")
-        if not is_url:
+        if urllib.parse.urlsplit(str(det_file)).scheme not in ("http", "https", "ftp", "file"):
             det_file = Path(det_file).expanduser().resolve().as_uri()
         if dest.is_file() and not sha256:
             dest.unlink()  # nothing to verify the old copy against: take the one given now
@@ -393,9 +436,9 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
         _verify_or_delete(dest, name, sha256=sha256)
     try:
         check_detections(dest, det_source.get("num_boxes"))
-    except ValueError as e:
+    except DetectionFileError as e:
         dest.unlink()
-        raise ValueError(f"{e} (given as {det_file})" if det_file else str(e)) from None
+        raise DetectionFileError(f"{e} (given as {det_file})" if det_file else str(e)) from None
     if not sha256:
         digest = file_digest(dest)
         dest.with_name(name + ".sha256").write_text(f"{digest}  {name}\n")
@@ -403,8 +446,15 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
     return dest
 
 
+def _is_numbers(value, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
 def check_detections(path, num_boxes=None) -> int:
     """Check the mmpose/HRNet detection format: a JSON list of dicts with image_id, category_id, bbox, score.
+
+    Scores and boxes must be finite numbers and every box [x, y, w, h] must have w, h > 0.
 
     Returns:
         The number of boxes. A count that differs from `num_boxes` is logged, not raised.
@@ -413,15 +463,20 @@ def check_detections(path, num_boxes=None) -> int:
         with open(path) as f:
             boxes = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON file ({e}); a cloud-drive link may have returned a web page: "
-                         "download the file in a browser and pass its path") from None
+        raise DetectionFileError(f"{path}: not a JSON file ({e}); a cloud-drive link may have returned a web "
+                                 "page: download the file in a browser and pass its path") from None
     if not isinstance(boxes, list) or not boxes:
-        raise ValueError(f"{path}: expected a non-empty JSON list of detections")
+        raise DetectionFileError(f"{path}: expected a non-empty JSON list of detections")
     for i, box in enumerate(boxes):
         missing = [k for k in DET_KEYS if not isinstance(box, dict) or k not in box]
-        if missing or not (isinstance(box["bbox"], list) and len(box["bbox"]) == 4):
+        if missing or not _is_numbers(box["bbox"], 4):
             lacks = missing or "a 4-number bbox"
-            raise ValueError(f"{path}: detection [{i}] lacks {lacks}: {str(box)[:200]}")
+            raise DetectionFileError(f"{path}: detection [{i}] lacks {lacks}: {str(box)[:200]}")
+        numbers = [box["score"], *box["bbox"]]
+        if not (_is_numbers(numbers, 5) and all(map(math.isfinite, numbers))):
+            raise DetectionFileError(f"{path}: detection [{i}]: non-finite score or bbox: {str(box)[:200]}")
+        if not (box["bbox"][2] > 0 and box["bbox"][3] > 0):
+            raise DetectionFileError(f"{path}: detection [{i}]: bbox {box['bbox']!r} has width or height <= 0")
     if num_boxes is not None and len(boxes) != num_boxes:
         log.warning("%s: %d boxes, published file has %d", path, len(boxes), num_boxes)
     return len(boxes)

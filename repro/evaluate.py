@@ -21,8 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from repro import atomic, codec, distributed, machine
-from repro.checkpoint import load_checkpoint
-from repro.coco import DatasetError, TopDownCocoDataset
+from repro.checkpoint import CheckpointError, check_config, load_checkpoint
+from repro.coco import DatasetError, TopDownCocoDataset, check_layout
 from repro.config import CodecConfig, EvalConfig, RunConfig
 from repro.model import build_cpm
 from repro.postprocess import Predictions, postprocess
@@ -211,14 +211,20 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
         The flat metrics dict: STAT_NAMES, num_images, num_instances (kept after NMS), num_boxes.
 
     Raises:
-        CheckpointError: the file does not load into cfg.model (names the keys and shapes).
-        DatasetError: see `build_test_dataset`.
+        CheckpointError: the file is missing, does not load into cfg.model (names the keys and shapes),
+            holds NaN/Inf, or its stored training config differs from `cfg` (see checkpoint.check_config).
+        DatasetError: a data file is missing (coco.check_layout); see `build_test_dataset`.
+        ReproError: `out_dir` is not writable.
     """
     use_gt_bbox = cfg.eval.use_gt_bbox if use_gt_bbox is None else use_gt_bbox
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = machine.resolve_precision(cfg, device.type)
+    check_layout(cfg.data, training=False, det_boxes=not use_gt_bbox)   # before any work: inputs, output
+    atomic.check_writable(out_dir)
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"{checkpoint}: no such checkpoint file")
     model = build_cpm(cfg.model)
-    load_checkpoint(checkpoint, model)
+    check_config(load_checkpoint(checkpoint, model)["meta"], cfg.to_dict(), checkpoint)
     dataset = build_test_dataset(cfg, use_gt_bbox)
     preds = predict(model.to(device), _loader(dataset, cfg.eval, device), device, cfg.eval)
     results, metrics = score(preds, load_ground_truth(cfg.data.val_ann), cfg.eval)

@@ -8,18 +8,22 @@ Tiers (tolerances and their justification: repro/published.yaml `tolerances`):
     A  reports/metrics/published_<name>.json, the published checkpoint evaluated by us (profile full).
     C  reports/metrics/<name>.json from a full retrain (profile full).
     S  reports/metrics/<name>.json from the CPU smoke profile, against reports/baselines/smoke.json.
-A tier with no metrics is "not_run" with its reason, never "pass". Strict mode (--strict or
-REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers are --tier, else
-REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
+A tier with no metrics is "not_run" with its reason, never "pass". A metric that is missing or not a
+finite number (NaN, Inf) and a config the baseline lacks are failures in every tier, strict or not; a
+damaged metrics or baseline file (or a baseline entry without its stats) is an error naming the file.
+Strict mode (--strict or REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers
+are --tier, else REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
 """
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro import atomic, baseline, machine
+from repro.errors import InputFileError
 
 TIERS = ("A", "C", "S")
 PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
@@ -103,11 +107,22 @@ def metrics_path(metrics_dir, tier: str, name: str) -> Path:
 
 
 def read_record(path) -> dict | None:
+    """A metrics file's mapping, or None when it does not exist.
+
+    Raises:
+        InputFileError: the file is not a JSON object (damaged, truncated, hand-edited).
+    """
     try:
         with open(path) as f:
-            return json.load(f)
+            record = json.load(f)
     except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputFileError(f"{path}: damaged metrics file, not valid JSON ({e}); rerun the stage that "
+                             f"writes it") from None
+    if not isinstance(record, dict):
+        raise InputFileError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
@@ -118,13 +133,19 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
     if tier == "A":
         want_source = "published"
     why = _not_run_reason(tier, path, record, want_profile, want_source)
-    entry = None
-    if not why and tier == "S":   # the baseline entry measured in the precision this model trained in
-        entry, why = baseline.precision_entry(inputs.baseline, record.get("train_precision"), inputs.baseline_path)
-    if not why and tier == "S" and name not in entry.get("configs", {}):
-        why = f"the baseline {inputs.baseline_path} has no {record.get('train_precision')} entry for {name}"
+    if not why and tier == "S" and inputs.baseline is None:
+        why = (f"no smoke baseline at {inputs.baseline_path}: create it with `repro baseline --seeds 0 1 2` "
+               f"and commit it")
     if why:
         return TierResult(tier, name, str(path), not_run=why)
+    if tier == "S":   # measured: the baseline entry of the precision this model trained in must hold it
+        entry, missing = baseline.precision_entry(inputs.baseline, record.get("train_precision"),
+                                                  inputs.baseline_path)
+        if not missing and name not in entry["configs"]:
+            missing = f"the baseline {inputs.baseline_path} has no entry for {name}: refresh it with `repro baseline`"
+        if missing:
+            return TierResult(tier, name, str(path), rows=(Row(
+                "S", name, "baseline", None, None, "present", "fail", missing),))
     tol = inputs.published["tolerances"][tier]
     if tier == "S":
         rows = tier_s_rows(name, record, entry, tol, inputs.platform)
@@ -151,9 +172,16 @@ def _not_run_reason(tier, path, record, want_profile, want_source) -> str:
 
 
 def metric_value(record: dict, metric: str):
-    """A numeric metric from a metrics record, or None when absent or not a number."""
+    """A numeric metric from a metrics record, or None when absent, not a number or not finite (NaN, Inf)."""
     value = record.get(metric)
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return value
+
+
+def missing_note(record: dict, metric: str) -> str:
+    """Why `metric_value` gave None: absent, or the value that is not a finite number."""
+    return "missing from the metrics" if metric not in record else f"not a finite number: {record[metric]!r}"
 
 
 def tier_a_rows(name: str, record: dict, expected: dict, tol: dict) -> list:
@@ -163,7 +191,7 @@ def tier_a_rows(name: str, record: dict, expected: dict, tol: dict) -> list:
         bound = tol["ap_abs"] if metric == "AP" else tol["other_abs"]
         got = metric_value(record, metric)
         if got is None:
-            rows.append(Row("A", name, metric, want, None, f"±{bound:.4f}", "fail", "missing from the metrics"))
+            rows.append(Row("A", name, metric, want, None, f"±{bound:.4f}", "fail", missing_note(record, metric)))
             continue
         verdict = "pass" if abs(got - want) <= bound + EPS else "fail"
         rows.append(Row("A", name, metric, want, got, f"±{bound:.4f}", verdict))
@@ -175,13 +203,11 @@ def tier_c_rows(name: str, record: dict, expected: dict, tol: dict) -> list:
     rows = []
     for metric, want in expected.items():
         got = metric_value(record, metric)
-        if metric != "AP":
-            rows.append(Row("C", name, metric, want, got, "reported", "info",
-                            "" if got is not None else "missing from the metrics"))
-            continue
-        rule = f">= -{tol['ap_below']:.4f}"
-        if got is None:
-            rows.append(Row("C", name, metric, want, None, rule, "fail", "missing from the metrics"))
+        rule = f">= -{tol['ap_below']:.4f}" if metric == "AP" else "reported"
+        if got is None:   # a broken number fails even where the value itself is only reported
+            rows.append(Row("C", name, metric, want, None, rule, "fail", missing_note(record, metric)))
+        elif metric != "AP":
+            rows.append(Row("C", name, metric, want, got, rule, "info"))
         elif got < want - tol["ap_below"] - EPS:
             rows.append(Row("C", name, metric, want, got, rule, "fail"))
         elif got > want + tol["ap_suspect_above"] + EPS:
@@ -217,7 +243,7 @@ def tier_s_rows(name: str, record: dict, base: dict, tol: dict, platform: dict) 
         got, want, bound = metric_value(record, metric), stats["mean"], stats["tolerance"]
         rule = "exact" if bound == 0 else f"±{bound:.4f}"
         if got is None:
-            rows.append(Row("S", name, metric, want, None, rule, "fail", "missing from the metrics"))
+            rows.append(Row("S", name, metric, want, None, rule, "fail", missing_note(record, metric)))
             continue
         rows.append(Row("S", name, metric, want, got, rule, "pass" if abs(got - want) <= bound + EPS else "fail"))
     if tol.get("exact_same_platform", True):
@@ -354,17 +380,30 @@ def gate_main(argv=None) -> int:
     return 1 if problems else 0
 
 
+def drift_configs(inputs: GateInputs) -> list:
+    """The union of the baseline's configs and those with a metrics file (<name>.json, not published_*)."""
+    measured = {p.stem for p in Path(inputs.metrics_dir).glob("*.json") if not p.name.startswith("published_")}
+    in_baseline = {n for entry in inputs.baseline.get("precisions", {}).values() for n in entry["configs"]}
+    return sorted(in_baseline | measured)
+
+
 def drift_rows(inputs: GateInputs, names=None) -> list:
     """[path, metric, old (baseline mean), new, change, tolerance, verdict] per baseline metric, against the
-    baseline entry of each metrics file's training precision (fp32 when the file does not say)."""
+    baseline entry of each metrics file's training precision (fp32 when the file does not say).
+
+    A config on one side only is a row of its own: "missing" (no metrics) or "not in baseline".
+    """
     rows = []
     entries = inputs.baseline.get("precisions", {})
-    for name in names or sorted({n for e in entries.values() for n in e["configs"]}):
+    for name in names or drift_configs(inputs):
         path = metrics_path(inputs.metrics_dir, "S", name)
         record = read_record(path) or {}
-        smoke = record.get("profile") == "smoke"
         entry = entries.get(record.get("train_precision") or "fp32", {}).get("configs", {})
-        for metric, stats in entry.get(name, {}).items():
+        if name not in entry:
+            rows.append([str(path), "-", "-", _fmt(metric_value(record, "AP")), "-", "-", "not in baseline"])
+            continue
+        smoke = record.get("profile") == "smoke"
+        for metric, stats in entry[name].items():
             new = metric_value(record, metric) if smoke else None
             change = None if new is None else new - stats["mean"]
             ok = change is not None and abs(change) <= stats["tolerance"] + EPS

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from repro import atomic, machine
 from repro.config import RunConfig
+from repro.errors import InputFileError
 
 
 def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, train_precision: str | None = None) -> dict:
@@ -31,5 +32,9 @@ def write(path, record: dict) -> Path:
 
 
 def read(path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A metrics file's mapping; InputFileError naming the file when it is damaged."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputFileError(f"{path}: damaged metrics file, not valid JSON ({e})") from None

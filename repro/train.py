@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import checkpoint, codec, config, distributed, machine, recipe, runlog, tracking
+from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, runlog, tracking
 from repro.config import RunConfig, TrainConfig
 from repro.model import build_cpm
 
@@ -308,6 +308,10 @@ def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = Non
 def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
     from repro import evaluate   # pycocotools etc.: imported when training, not on `import repro.train`
     cfg = machine.resolve_precision(cfg, env.device.type)   # `auto` -> what runs here, recorded everywhere
+    from repro.coco import check_layout
+    if env.is_main:   # before any work: the data it reads and the directory it writes
+        check_layout(cfg.data, training=True, det_boxes=not cfg.eval.use_gt_bbox)
+        atomic.check_writable(out_dir)
     _seed_and_mode(cfg)
     last = out_dir / "last.pth"
     diff = recipe.recipe_diff(cfg, env.world_size)
@@ -439,7 +443,7 @@ def _setup_logging() -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m repro.train` / `repro train`: parse args, resolve the config, train. Errors exit non-zero."""
+    """`python -m repro.train` / `repro train`: parse args, resolve the config, train (under errors.run_main)."""
     p = argparse.ArgumentParser(prog="repro train", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
@@ -454,9 +458,10 @@ def main(argv=None) -> None:
     try:
         cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
-    except (config.ConfigError, tracking.TrackingError, checkpoint.CheckpointError, FloatingPointError) as e:
+    except (tracking.TrackingError, FloatingPointError) as e:   # not bad input: exit 1, still one line
         raise SystemExit(f"repro train: error: {e}") from None
 
 
 if __name__ == "__main__":
-    main()
+    from repro import errors
+    sys.exit(errors.run_main(main, prog="repro train"))

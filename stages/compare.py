@@ -6,9 +6,10 @@ and PNGs) and an MLflow run carrying the verdicts.
     python -m stages.compare
 """
 import argparse
+import sys
 from pathlib import Path
 
-from repro import compare, config, tracking
+from repro import compare, config, errors, tracking
 
 
 def main(argv=None):
@@ -21,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.compare"))

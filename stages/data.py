@@ -8,8 +8,9 @@ detection file).
 """
 import argparse
 import os
+import sys
 
-from repro import config
+from repro import config, errors
 
 
 def main(argv=None):
@@ -27,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.data"))

@@ -10,9 +10,10 @@ reports/metrics/<tag>.json (read by `compare`) and an MLflow run.
 """
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from repro import checkpoint as ckpt_io, config, evaluate, machine, results, tracking
+from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, machine, results, tracking
 
 
 def main(argv=None):
@@ -25,6 +26,7 @@ def main(argv=None):
     cfg = machine.resolve_precision(config.load(args.params, args.config))
     tag = cfg.name if args.source == "trained" else f"published_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
+    atomic.check_writable(out.parent)   # before the download and the evaluation, not after them
     if args.source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
         results.write(out, results.not_run_record(cfg, args.source, reason))
@@ -41,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.evaluate"))

@@ -6,8 +6,9 @@ Writes models/<config>/{best.pth, last.pth, metrics.json, val_history.csv, train
     python -m stages.train --config 256x192 --out models/256x192
 """
 import argparse
+import sys
 
-from repro import launch, train
+from repro import errors, launch, train
 
 
 def main(argv=None):
@@ -21,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.train"))

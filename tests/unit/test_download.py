@@ -358,8 +358,10 @@ def test_prepare_coco_end_to_end(coco_server, tmp_path, sleeps, caplog):
 
 def test_prepare_coco_bad_md5_names_the_zip(coco_server, tmp_path):
     sources = dict(coco_server.sources, val2017=dict(coco_server.sources["val2017"], md5="0" * 32))
+    det = tmp_path / "dets.json"
+    det.write_text(json.dumps(DETS))
     with pytest.raises(dl.ChecksumError, match="val2017.zip: md5 mismatch"):
-        dl.prepare_coco(tmp_path / "coco", sources, parts=("val2017",), progress=False)
+        dl.prepare_coco(tmp_path / "coco", sources, det_file=det, parts=("val2017",), progress=False)
     assert not (tmp_path / "coco" / "val2017").exists()
 
 
@@ -421,3 +423,56 @@ def test_published_yaml_has_what_download_reads():
     for entry in published["models"].values():
         assert entry["checkpoint_url"].endswith("/" + entry["checkpoint"])
         assert entry["sha256_prefix"] in entry["checkpoint"]
+
+
+# --------------------------------------------------------------------------------------- bad input, faults
+
+def test_the_det_file_is_checked_before_the_coco_download(coco_server, tmp_path):
+    with pytest.raises(dl.DownloadError, match="COCO_val2017_detections_AP_H_56_person.json"):
+        dl.prepare_coco(tmp_path / "coco", coco_server.sources, progress=False)
+    assert coco_server.requests == []          # nothing of the 20 GB was fetched first
+    det = tmp_path / "dets.json"
+    det.write_text(json.dumps([{**DETS[0], "bbox": [1.0, 2.0, 0.0, 40.0]}]))
+    with pytest.raises(dl.DetectionFileError, match=r"dets.json: detection \[0\].*width or height <= 0"):
+        dl.prepare_coco(tmp_path / "coco", coco_server.sources, det_file=det, progress=False)
+    assert coco_server.requests == []
+
+
+@pytest.mark.parametrize("box,message", [
+    ({"bbox": [1.0, 2.0, 0.0, 40.0]}, "width or height <= 0"), ({"bbox": [1.0, 2.0, 30.0, -4.0]}, "<= 0"),
+    ({"score": float("nan")}, "non-finite"), ({"score": "high"}, "non-finite score or bbox"),
+])
+def test_check_detections_refuses_boxes_without_area_and_bad_scores(tmp_path, box, message):
+    det = tmp_path / "d.json"
+    det.write_text(json.dumps([DETS[0], {**DETS[1], **box}]))
+    with pytest.raises(dl.DetectionFileError, match=rf"d.json: detection \[1\].*{message}"):
+        dl.check_detections(det)
+
+
+def test_a_wrong_zip_leaves_nothing_and_a_fixed_source_then_works(coco_server, tmp_path):
+    det = tmp_path / "dets.json"
+    det.write_text(json.dumps(DETS))
+    right = coco_server.files["/annotations/annotations_trainval2017.zip"]
+    wrong = zip_bytes({"annotations/instances_val2017.json": "{}"})
+    coco_server.files["/annotations/annotations_trainval2017.zip"] = wrong
+    sources = dict(coco_server.sources, annotations={"url": coco_server.sources["annotations"]["url"]})  # no md5
+    root = tmp_path / "coco"
+    with pytest.raises(dl.DownloadError, match="does not contain annotations/person_keypoints_train2017.json.*again"):
+        dl.prepare_coco(root, sources, det_file=det, parts=("annotations",), progress=False)
+    assert not (root / "annotations").exists() and not list(root.glob(".extracted-*"))   # nothing marked done
+    (root / "downloads" / "annotations_trainval2017.zip").unlink()   # what the message says to do
+    coco_server.files["/annotations/annotations_trainval2017.zip"] = right
+    dl.prepare_coco(root, sources, det_file=det, parts=("annotations",), progress=False)
+    assert (root / "annotations" / "person_keypoints_val2017.json").is_file()
+
+
+def test_a_marker_without_its_content_is_extracted_again(tmp_path):
+    z = tmp_path / "val2017.zip"
+    z.write_bytes(zip_bytes({"val2017/1.jpg": b"jpg"}))
+    (tmp_path / ".out.extract-k1ll3d" / "val2017").mkdir(parents=True)   # a killed extraction's staging dir
+    out = dl.safe_extract(z, tmp_path / "out", expected=("val2017",))
+    (out / "val2017" / "1.jpg").unlink()
+    (out / "val2017").rmdir()
+    dl.safe_extract(z, out, expected=("val2017",))
+    assert (out / "val2017" / "1.jpg").read_bytes() == b"jpg"
+    assert not list(tmp_path.glob(".out.extract-*"))
