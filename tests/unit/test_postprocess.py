@@ -21,11 +21,13 @@ def reference_oks(a, b, area_a, area_b):
 
 
 def reference_nms(image_ids, keypoints, scores, areas, thr):
-    """Per image: keep the best, drop all remaining with OKS > thr against it, repeat."""
+    """mmpose's CocoMetric + oks_nms, one image at a time: images in order of first appearance, an image's
+    rows in input (instance id) order, `order = scores.argsort()[::-1]`, keep the first, drop all remaining
+    with OKS > thr against it, repeat; results written in kept order."""
     kept = []
-    for img in sorted(set(image_ids.tolist())):
-        idx = [i for i in np.flatnonzero(image_ids == img)]
-        order = sorted(idx, key=lambda i: (-scores[i], i))
+    for img in dict.fromkeys(image_ids.tolist()):
+        idx = np.flatnonzero(image_ids == img)
+        order = list(idx[scores[idx].argsort()[::-1]])
         while order:
             i, rest = order[0], order[1:]
             kept.append(i)
@@ -128,6 +130,45 @@ def test_oks_nms_matches_reference_over_many_image_sizes(chunk, monkeypatch):
 
 def test_oks_nms_empty():
     assert oks_nms(np.zeros(0, np.int64), np.zeros((0, K, 2)), np.zeros(0), np.zeros(0)).tolist() == []
+
+
+def test_equal_scores_are_visited_in_reversed_argsort_order_not_input_order():
+    """Three far-apart people with one score (e.g. all scored 0): argsort leaves the ties in place and the
+    reversal puts the last row first, so mmpose writes them as rows 2, 1, 0."""
+    kps = np.stack([person(100, 100), person(400, 100), person(700, 100)])
+    keep = oks_nms(np.zeros(3, np.int64), kps, np.zeros(3), np.full(3, 1e4))
+    assert keep.tolist() == [2, 1, 0]
+
+
+def test_of_two_tied_duplicates_the_later_row_survives():
+    a = person(100, 100)
+    kps = np.stack([a, a + 0.5, person(400, 300, rng=np.random.default_rng(5))])
+    scores = np.array([0.4, 0.4, 0.7])
+    keep = oks_nms(np.zeros(3, np.int64), kps, scores, np.full(3, 1e4), thr=0.9)
+    assert keep.tolist() == [2, 1]        # old input-order tie break kept row 0 instead
+
+
+def test_results_come_image_by_image_in_order_of_first_appearance():
+    """CocoMetric groups by image in a dict (insertion order), it does not sort the image ids."""
+    kps = np.stack([person(100 * i, 100) for i in range(5)])
+    image_ids = np.array([9, 3, 9, 5, 3])
+    keep = oks_nms(image_ids, kps, np.array([0.1, 0.5, 0.3, 0.2, 0.5]), np.full(5, 1e4))
+    assert keep.tolist() == [2, 0, 4, 1, 3]
+
+
+def test_ties_in_large_images_match_the_per_image_argsort():
+    """Images bigger than numpy's small-array insertion sort (16), most scores tied at 0 or rounded:
+    the batched row-wise argsort must give each image the order its own 1-D argsort gives."""
+    rng = np.random.default_rng(8)
+    sizes = np.repeat([17, 40, 129], 4)
+    image_ids = rng.permutation(np.repeat(np.arange(len(sizes)) + 100, sizes))
+    n = len(image_ids)
+    kps = rng.uniform(0, 3000, (n, 1, 2)) + rng.uniform(-40, 40, (n, K, 2))
+    scores = np.where(rng.random(n) < 0.6, 0.0, np.round(rng.uniform(0, 1, n), 1))
+    keep = oks_nms(image_ids, kps, scores, np.full(n, 1e4), thr=0.9)
+    assert keep.tolist() == reference_nms(image_ids, kps, scores, np.full(n, 1e4), 0.9).tolist()
+    first = np.flatnonzero(image_ids == image_ids[0])
+    assert keep[:len(first)].tolist() != first[np.lexsort((first, -scores[first]))].tolist()  # not input order
 
 
 def make_preds(n=3):
