@@ -57,8 +57,9 @@ def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
 
     Three source points (the center, the center plus the half-width vector (0, -s_w/2) turned by
     `rotation`, and a third point at 90 degrees) and their crop targets are stored in float32 and solved
-    by cv2.getAffineTransform. The result equals the closed form of §2.7 only to ~2e-4; this rounding
-    is what makes crops bit-identical to mmpose's (`closed_form_warp_matrix` is the test oracle).
+    by cv2.getAffineTransform. The result equals the closed form of §2.7 only up to that float32 rounding
+    (~2e-4 in the translation for typical boxes, more for tiny ones); building it the same way is what
+    makes crops bit-identical to mmpose's (`closed_form_warp_matrix` is the test oracle).
 
     Args:
         center: (cx, cy) in image pixels.
@@ -87,7 +88,7 @@ def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
 
 
 def closed_form_warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
-    """Test oracle only: the closed form of spec §2.7 in float64 (agrees with `warp_matrix` to ~2e-4).
+    """Test oracle only: the closed form of spec §2.7 in float64 (agrees with `warp_matrix` up to rounding).
 
     Not used for crops: mmpose's float32 three-point construction rounds differently (see `warp_matrix`).
     """
