@@ -107,13 +107,14 @@ def synthetic_load(args, rng):
 
 
 def reference_oks_nms(image_ids, keypoints, scores, areas, thr=0.9, sigmas=OKS_SIGMAS):
-    """The straightforward version: per image, keep the best box, OKS with each remaining one pair at a
-    time (numpy over the 17 keypoints), drop those above thr, repeat."""
+    """The straightforward version, mmpose's loop: per image (in order of first appearance), visit boxes in
+    `scores.argsort()[::-1]` order, keep the best, OKS with each remaining one pair at a time (numpy over
+    the 17 keypoints), drop those above thr, repeat."""
     variances = (2 * sigmas) ** 2
     kept = []
-    for img in np.unique(image_ids):
+    for img in dict.fromkeys(image_ids.tolist()):
         idx = np.flatnonzero(image_ids == img)
-        order = list(idx[np.lexsort((idx, -scores[idx]))])
+        order = list(idx[scores[idx].argsort()[::-1]])
         while order:
             i, rest = order[0], order[1:]
             kept.append(i)

@@ -217,11 +217,11 @@ def reduced_crop(path: Path, geom: Geometry, img_width: int, codec: CodecConfig,
     if k == 1:
         return crop(read_image(path), geom, codec)   # bit-identical to the faithful path
     img = read_image(path, _REDUCED_FLAGS[k])
-    m = warp_matrix(geom.center, geom.scale, geom.rotation, codec.input_size).astype(np.float64)
+    m = warp_matrix(geom.center, geom.scale, geom.rotation, codec.input_size)
     m3 = np.vstack([m, [0, 0, 1]])
     flip = np.array([[-1, 0, img_width - 1], [0, 1, 0], [0, 0, 1]], np.float64) if geom.flip else np.eye(3)
     unreduce = np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2], [0, 0, 1]], np.float64)
-    return affine_crop(img, (m3 @ flip @ unreduce)[:2], codec.input_size), m.astype(np.float32)
+    return affine_crop(img, (m3 @ flip @ unreduce)[:2], codec.input_size), m
 
 
 class TopDownCocoDataset(torch.utils.data.Dataset):

@@ -141,14 +141,16 @@ def to_image(keypoints, center, scale, input_size) -> np.ndarray:
         input_size: (w, h) of the network input.
 
     Returns:
-        (N, K, 2) float64: p / input · scale + c − scale / 2.
+        (N, K, 2) float64 holding float32 values: p / input · scale + c − scale / 2, evaluated in float64
+        and rounded to float32, as mmpose's add_pred_to_datasample writes it into its float32 keypoints.
     """
     if isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().numpy()
     kp = np.asarray(keypoints, np.float64)
     center = np.asarray(center, np.float64)[..., None, :]
     scale = np.asarray(scale, np.float64)[..., None, :]
-    return kp / np.asarray(input_size, np.float64) * scale + center - 0.5 * scale
+    image = kp / np.asarray(input_size, np.float64) * scale + center - 0.5 * scale
+    return image.astype(np.float32).astype(np.float64)
 
 
 def flip_back(heatmaps: torch.Tensor, flip_indices=FLIP_INDICES, shift: bool = True) -> torch.Tensor:

@@ -144,6 +144,13 @@ def _loader(dataset, eval_cfg: EvalConfig, device) -> DataLoader:
                       num_workers=eval_cfg.num_workers, pin_memory=torch.device(device).type == "cuda")
 
 
+def shard_rows_to_dataset_order(n: int, world: int) -> np.ndarray:
+    """Rows of the rank-by-rank concatenation of strided shards (rank r: boxes r, r + world, ...) in
+    dataset order. OKS-NMS breaks score ties by an image's row order, as mmpose's CocoMetric does by
+    instance id, so the gathered rows must be in dataset order."""
+    return np.argsort(np.concatenate([np.arange(r, n, world) for r in range(world)]), kind="stable")
+
+
 def validate(model, dataset, eval_cfg: EvalConfig, device) -> dict:
     """Evaluate `model` on a test-mode dataset from every rank; every rank gets the same metrics.
 
@@ -172,7 +179,8 @@ def validate(model, dataset, eval_cfg: EvalConfig, device) -> dict:
     dist.all_gather_object(gathered, preds)
     metrics = None
     if rank == 0:
-        metrics = score(Predictions.concat(gathered), load_ground_truth(dataset.ann_file), eval_cfg)[1]
+        preds = Predictions.concat(gathered).take(shard_rows_to_dataset_order(len(dataset), world))
+        metrics = score(preds, load_ground_truth(dataset.ann_file), eval_cfg)[1]
     return distributed.broadcast_object(metrics)
 
 

@@ -36,6 +36,10 @@ class Predictions:
         parts = [p for p in parts if len(p)] or [cls.empty()]
         return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
+    def take(self, rows: np.ndarray) -> "Predictions":
+        """The rows `rows` (an index array), in that order."""
+        return Predictions(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     @classmethod
     def empty(cls, num_keypoints: int = len(OKS_SIGMAS)) -> "Predictions":
         k = num_keypoints
@@ -111,14 +115,36 @@ def _greedy_keep(over: np.ndarray) -> np.ndarray:
 _CHUNK = 1 << 21   # elements of one (B, P, K) OKS intermediate: 16 MiB in float64
 
 
+def image_groups(image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by image as mmpose's CocoMetric groups them.
+
+    Images come in order of first appearance (CocoMetric's dict of image ids), rows within an image in
+    input order (CocoMetric sorts them by dataset instance id, which is the row order of `predict`).
+
+    Args:
+        image_ids: (N,) image of each row.
+
+    Returns:
+        rows (N,) row indices, image after image; starts (G,) where each image begins in `rows`.
+    """
+    image_ids = np.asarray(image_ids)
+    if not len(image_ids):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, first, inverse = np.unique(image_ids, return_index=True, return_inverse=True)
+    rows = np.argsort(first[inverse], kind="stable")   # the key is each row's image's first row
+    grouped = image_ids[rows]
+    return rows, np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+
+
 def oks_nms(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray,
             thr: float = 0.9, sigmas: np.ndarray = OKS_SIGMAS) -> np.ndarray:
     """OKS-NMS within each image: drop an instance whose OKS with a kept higher-scored one is > `thr`.
 
-    Instances are visited by descending score; ties keep input order (mmpose's reversed argsort may break
-    exact ties the other way; only instances with identical scores are affected). Images holding the
-    same number of instances are processed together, so the cost is a few numpy calls per distinct
-    image size rather than per image.
+    Visiting order is mmpose's `oks_nms` exactly, ties included: per image (rows as `image_groups`
+    gives them), `scores.argsort()[::-1]`, numpy's default (quicksort) argsort reversed, so equal scores
+    come out in the order that sort leaves them reversed, not in input order. Images holding the same
+    number of instances are sorted and suppressed together (a row-wise argsort of a (B, n) array is the
+    same sort as each row's own), so the cost is a few numpy calls per distinct image size.
 
     Args:
         image_ids: (N,) image of each instance.
@@ -129,25 +155,28 @@ def oks_nms(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, ar
         sigmas: (K,) OKS sigmas.
 
     Returns:
-        Indices of the kept instances, grouped by ascending image id, by descending score within an image.
+        Indices of the kept instances as mmpose writes them: images in order of first appearance, the
+        kept ones of an image in visiting order.
     """
-    n_all = len(scores)
-    order = np.lexsort((np.arange(n_all), -np.asarray(scores), image_ids))
-    sorted_ids = np.asarray(image_ids)[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if n_all else np.zeros(0, int)
-    sizes = np.diff(np.r_[starts, n_all])
-    keep = np.ones(n_all, dtype=bool)                      # indexed by position in `order`
-    for n in np.unique(sizes[sizes > 1]):
+    scores = np.asarray(scores)
+    order, starts = image_groups(image_ids)
+    sizes = np.diff(np.r_[starts, len(order)])
+    keep = np.ones(len(order), dtype=bool)                 # indexed by position in `order`
+    for n in np.unique(sizes):
         group_starts = starts[sizes == n]
+        rows = group_starts[:, None] + np.arange(n)       # (B, n) positions in `order`
+        visit = np.take_along_axis(rows, np.argsort(scores[order[rows]], axis=1)[:, ::-1], axis=1)
+        order[rows] = order[visit]                         # each image's rows now in visiting order
+        if n == 1:
+            continue
         per_group = n * (n - 1) // 2 * len(sigmas)
         n_chunks = min(len(group_starts), -(-len(group_starts) * per_group // _CHUNK))
-        for chunk in np.array_split(group_starts, n_chunks):
-            rows = chunk[:, None] + np.arange(n)              # (B, n) positions in `order`
-            idx = order[rows]
+        i, j = np.triu_indices(n, 1)
+        for chunk in np.array_split(np.arange(len(group_starts)), n_chunks):
+            idx = order[rows[chunk]]
             over = np.zeros((len(chunk), n, n), dtype=bool)
-            i, j = np.triu_indices(n, 1)
             over[:, i, j] = pair_oks(keypoints[idx], areas[idx], sigmas) > thr
-            keep[rows] = _greedy_keep(over)
+            keep[rows[chunk]] = _greedy_keep(over)
     return order[keep]
 
 

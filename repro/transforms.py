@@ -46,8 +46,20 @@ def fix_aspect_ratio(scale, aspect_ratio: float) -> np.ndarray:
     return np.stack([np.where(wide, w, h * aspect_ratio), np.where(wide, w / aspect_ratio, h)], -1).astype(np.float32)
 
 
+def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """b + (a - b) turned 90 degrees, in the dtype of a and b (mmpose `_get_3rd_point`)."""
+    d = a - b
+    return b + np.array([-d[1], d[0]], d.dtype)
+
+
 def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
-    """The 2x3 crop matrix of spec §2.7 (closed form of mmpose's 3-point construction), float32.
+    """The 2x3 image -> crop matrix built exactly as mmpose 1.x `get_warp_matrix` builds it (spec §2.7).
+
+    Three source points (the center, the center plus the half-width vector (0, -s_w/2) turned by
+    `rotation`, and a third point at 90 degrees) and their crop targets are stored in float32 and solved
+    by cv2.getAffineTransform. The result equals the closed form of §2.7 only up to that float32 rounding
+    (~2e-4 in the translation for typical boxes, more for tiny ones); building it the same way is what
+    makes crops bit-identical to mmpose's (`closed_form_warp_matrix` is the test oracle).
 
     Args:
         center: (cx, cy) in image pixels.
@@ -56,7 +68,29 @@ def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
         input_size: (W, H) of the crop.
 
     Returns:
-        M (2, 3) float32 with [x', y'] = M @ [x, y, 1].
+        M (2, 3) float64 with [x', y'] = M @ [x, y, 1].
+    """
+    W, H = input_size
+    # mmpose's training rotation is a float32 draw, so sin/cos are float32 there; exact for test-time 0.
+    theta = np.deg2rad(np.float32(rotation))
+    sin, cos = np.float64(np.sin(theta)), np.float64(np.cos(theta))
+    half = -0.5 * float(scale[0])
+    c = np.asarray(center, np.float64)
+    src = np.zeros((3, 2), np.float32)
+    src[0] = c
+    src[1] = c + np.array([-sin * half, cos * half])
+    src[2] = _third_point(src[0], src[1])
+    dst = np.zeros((3, 2), np.float32)
+    dst[0] = [W * 0.5, H * 0.5]
+    dst[1] = [W * 0.5, H * 0.5 - W * 0.5]
+    dst[2] = _third_point(dst[0], dst[1])
+    return cv2.getAffineTransform(src, dst)
+
+
+def closed_form_warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
+    """Test oracle only: the closed form of spec §2.7 in float64 (agrees with `warp_matrix` up to rounding).
+
+    Not used for crops: mmpose's float32 three-point construction rounds differently (see `warp_matrix`).
     """
     W, H = input_size
     cx, cy = float(center[0]), float(center[1])
@@ -64,19 +98,22 @@ def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
     k = W / float(scale[0])
     cos, sin = k * np.cos(theta), k * np.sin(theta)
     return np.array([[cos, sin, W / 2 - (cos * cx + sin * cy)],
-                     [-sin, cos, H / 2 - (-sin * cx + cos * cy)]], np.float32)
+                     [-sin, cos, H / 2 - (-sin * cx + cos * cy)]])
 
 
 def transform_points(points, matrix) -> np.ndarray:
-    """Apply a 2x3 affine matrix to (..., 2) points; float32."""
-    m = np.asarray(matrix, np.float64)
-    return (np.asarray(points, np.float64) @ m[:, :2].T + m[:, 2]).astype(np.float32)
+    """Apply a 2x3 affine matrix to (..., 2) points as mmpose's TopdownAffine does (cv2.transform); float32."""
+    pts = np.ascontiguousarray(points, np.float32)
+    return cv2.transform(pts.reshape(1, -1, 2), np.asarray(matrix, np.float64)).reshape(pts.shape)
 
 
 def affine_crop(img: np.ndarray, matrix, input_size) -> np.ndarray:
-    """The one crop used for training and testing: cv2 INTER_LINEAR, constant-0 border (spec §2.7)."""
+    """The one crop used for training and testing: cv2 INTER_LINEAR, constant-0 border (spec §2.7).
+
+    The matrix is passed in float64 as mmpose passes it: a float32 copy would round it again.
+    """
     W, H = input_size
-    return cv2.warpAffine(img, np.asarray(matrix, np.float32), (int(W), int(H)), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(img, np.asarray(matrix, np.float64), (int(W), int(H)), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 

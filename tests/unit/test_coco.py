@@ -11,6 +11,7 @@ import torch
 from repro.coco import DatasetError, TopDownCocoDataset, reduction_factor
 from repro.config import AugmentConfig, CodecConfig
 from repro.skeleton import NUM_KEYPOINTS
+from repro.transforms import warp_matrix
 
 SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
 AUG = AugmentConfig(bbox_padding=1.25, flip_prob=0.5, half_body_prob=0.3, half_body_min_total_keypoints=9,
@@ -77,10 +78,10 @@ def test_eval_crop_equals_the_plain_cv2_crop(coco_sample, codec):
     ds = sample(coco_sample, codec, is_training=False)
     item = ds[0]
     img = cv2.imread(str(ds.image_path(0)), cv2.IMREAD_COLOR)
-    c, s = item["center"].numpy().astype(np.float64), item["scale"].numpy().astype(np.float64)
     W, H = codec.input_size
-    k = W / s[0]   # spec §2.7 closed form at rotation 0, in float64, rounded once to float32
-    m = np.array([[k, 0, W / 2 - k * c[0]], [0, k, H / 2 - k * c[1]]], np.float32)
+    # The matrix itself is checked bit for bit against mmpose's recipe in test_transforms.py; here the item's
+    # pixels must be exactly that plain crop, BGR -> RGB and normalised.
+    m = warp_matrix(item["center"].numpy(), item["scale"].numpy(), 0.0, codec.input_size)
     crop = cv2.warpAffine(img, m, (W, H), flags=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
     mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
     np.testing.assert_allclose(item["img"].numpy().transpose(1, 2, 0), (crop - mean) / std, atol=1e-5)

@@ -189,6 +189,20 @@ def test_to_image_hand_computed():
     np.testing.assert_allclose(out, [[[50.0, 60.0], [-25.0, -40.0]]])
 
 
+def test_to_image_is_mmpose_float64_expression_stored_in_float32():
+    """mmpose evaluates kp / input_size * scale + center - 0.5 * scale with float32 keypoints, center and scale
+    and an int input size (so in float64) and assigns it into its float32 keypoint array: one rounding."""
+    rng = np.random.default_rng(2)
+    kp = (rng.integers(0, 96, (50, NUM_KEYPOINTS, 2)) * 2.0).astype(np.float32)   # decoded: multiples of 2
+    center = rng.uniform(0, 640, (50, 2)).astype(np.float32)
+    scale = rng.uniform(10, 700, (50, 2)).astype(np.float32)
+    out = to_image(kp, center, scale, (192, 256))
+    expected = np.empty_like(kp)
+    expected[...] = kp / (192, 256) * scale[:, None] + center[:, None] - 0.5 * scale[:, None]
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.float64
+
+
 def test_flip_back_hand_computed():
     hm = torch.arange(NUM_KEYPOINTS * 2 * 4, dtype=torch.float32).reshape(1, NUM_KEYPOINTS, 2, 4)
     out = flip_back(hm)

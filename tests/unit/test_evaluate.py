@@ -278,3 +278,19 @@ def test_validate_distributed_shards_gathers_and_broadcasts(coco_sample, smoke_c
     for rank in range(3):   # 12 boxes in shards of 4: every box once (num_boxes), same metrics everywhere
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == pytest.approx(expected)
     assert expected["num_boxes"] == 12
+
+
+@pytest.mark.parametrize("n, world", [(12, 3), (10, 4), (2, 3), (0, 2), (7, 1)])
+def test_gathered_shards_are_put_back_in_dataset_order(n, world):
+    """validate's ranks hold boxes r, r + world, ...; rank 0 concatenates them rank by rank. NMS breaks score
+    ties by row order within an image, so the rows must go back to dataset order before post-processing."""
+    gathered = np.concatenate([np.arange(r, n, world) for r in range(world)])
+    assert gathered[evaluate.shard_rows_to_dataset_order(n, world)].tolist() == list(range(n))
+
+
+def test_predictions_take_keeps_the_rows_in_the_given_order():
+    preds = Predictions(np.array([5, 6, 7]), np.arange(3 * 17 * 2.0).reshape(3, 17, 2), np.ones((3, 17)),
+                        np.zeros((3, 4)), np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0, 3.0]))
+    taken = preds.take(np.array([2, 0]))
+    assert taken.image_ids.tolist() == [7, 5] and taken.bbox_scores.tolist() == [0.3, 0.1]
+    assert taken.keypoints.shape == (2, 17, 2) and taken.keypoints[0, 0].tolist() == [68.0, 69.0]

@@ -21,11 +21,13 @@ def reference_oks(a, b, area_a, area_b):
 
 
 def reference_nms(image_ids, keypoints, scores, areas, thr):
-    """Per image: keep the best, drop all remaining with OKS > thr against it, repeat."""
+    """mmpose's CocoMetric + oks_nms, one image at a time: images in order of first appearance, an image's
+    rows in input (instance id) order, `order = scores.argsort()[::-1]`, keep the first, drop all remaining
+    with OKS > thr against it, repeat; results written in kept order."""
     kept = []
-    for img in sorted(set(image_ids.tolist())):
-        idx = [i for i in np.flatnonzero(image_ids == img)]
-        order = sorted(idx, key=lambda i: (-scores[i], i))
+    for img in dict.fromkeys(image_ids.tolist()):
+        idx = np.flatnonzero(image_ids == img)
+        order = list(idx[scores[idx].argsort()[::-1]])
         while order:
             i, rest = order[0], order[1:]
             kept.append(i)
@@ -47,6 +49,26 @@ def test_rescore_hand_computed():
     scores[3, :2] = [0.3, 0.21]            # mean 0.255
     bbox = np.array([0.8, 0.9, 0.5, 2.0])
     np.testing.assert_allclose(rescore(scores, bbox, 0.2), [0.56, 0.0, 0.5, 0.51])
+
+
+def test_rescore_is_bit_identical_to_mmpose_sequential_loop():
+    """CocoMetric compares each float32 keypoint score with the Python float thr, adds those above one at a
+    time onto an int 0, divides by the count and multiplies by the float32 bbox score. Under numpy 1.x
+    (what mmcv 2.x wheels for mmpose 1.3.2 are built against) scalar float32 with a Python number promotes
+    to float64, so this loop is written with Python floats; note float32(0.2) > 0.2 there. Sums of at most
+    17 float32 values above 0.2 are exact in float64 whatever the order, so the vectorised sum is bit-equal."""
+    rng = np.random.default_rng(6)
+    kpt = rng.uniform(0, 1.2, (500, K)).astype(np.float32)
+    kpt[::7] = np.float32(0.2)                                   # exactly at the threshold: not counted
+    bbox = rng.uniform(0, 1, 500).astype(np.float32)
+    expected = []
+    for row, b in zip(kpt, bbox):
+        total, count = 0.0, 0
+        for v in map(float, row):
+            if v > 0.2:
+                total, count = total + v, count + 1
+        expected.append(float(b) * (total / count if count else 0.0))
+    assert rescore(kpt.astype(np.float64), bbox.astype(np.float64), 0.2).tolist() == expected
 
 
 def test_oks_matrix_hand_computed_and_symmetric():
@@ -128,6 +150,45 @@ def test_oks_nms_matches_reference_over_many_image_sizes(chunk, monkeypatch):
 
 def test_oks_nms_empty():
     assert oks_nms(np.zeros(0, np.int64), np.zeros((0, K, 2)), np.zeros(0), np.zeros(0)).tolist() == []
+
+
+def test_equal_scores_are_visited_in_reversed_argsort_order_not_input_order():
+    """Three far-apart people with one score (e.g. all scored 0): argsort leaves the ties in place and the
+    reversal puts the last row first, so mmpose writes them as rows 2, 1, 0."""
+    kps = np.stack([person(100, 100), person(400, 100), person(700, 100)])
+    keep = oks_nms(np.zeros(3, np.int64), kps, np.zeros(3), np.full(3, 1e4))
+    assert keep.tolist() == [2, 1, 0]
+
+
+def test_of_two_tied_duplicates_the_later_row_survives():
+    a = person(100, 100)
+    kps = np.stack([a, a + 0.5, person(400, 300, rng=np.random.default_rng(5))])
+    scores = np.array([0.4, 0.4, 0.7])
+    keep = oks_nms(np.zeros(3, np.int64), kps, scores, np.full(3, 1e4), thr=0.9)
+    assert keep.tolist() == [2, 1]        # old input-order tie break kept row 0 instead
+
+
+def test_results_come_image_by_image_in_order_of_first_appearance():
+    """CocoMetric groups by image in a dict (insertion order), it does not sort the image ids."""
+    kps = np.stack([person(100 * i, 100) for i in range(5)])
+    image_ids = np.array([9, 3, 9, 5, 3])
+    keep = oks_nms(image_ids, kps, np.array([0.1, 0.5, 0.3, 0.2, 0.5]), np.full(5, 1e4))
+    assert keep.tolist() == [2, 0, 4, 1, 3]
+
+
+def test_ties_in_large_images_match_the_per_image_argsort():
+    """Images bigger than numpy's small-array insertion sort (16), most scores tied at 0 or rounded:
+    the batched row-wise argsort must give each image the order its own 1-D argsort gives."""
+    rng = np.random.default_rng(8)
+    sizes = np.repeat([17, 40, 129], 4)
+    image_ids = rng.permutation(np.repeat(np.arange(len(sizes)) + 100, sizes))
+    n = len(image_ids)
+    kps = rng.uniform(0, 3000, (n, 1, 2)) + rng.uniform(-40, 40, (n, K, 2))
+    scores = np.where(rng.random(n) < 0.6, 0.0, np.round(rng.uniform(0, 1, n), 1))
+    keep = oks_nms(image_ids, kps, scores, np.full(n, 1e4), thr=0.9)
+    assert keep.tolist() == reference_nms(image_ids, kps, scores, np.full(n, 1e4), 0.9).tolist()
+    first = np.flatnonzero(image_ids == image_ids[0])
+    assert keep[:len(first)].tolist() != first[np.lexsort((first, -scores[first]))].tolist()  # not input order
 
 
 def make_preds(n=3):

@@ -45,45 +45,78 @@ def test_fix_aspect_ratio_enlarges_the_short_side():
 
 
 def mmpose_style_matrix(center, scale, rot, size):
-    """Independent reference: three point pairs (centre, centre + rotated half-width, a third point at 90°)
-    through cv2.getAffineTransform, as mmpose's get_warp_matrix builds it."""
+    """Reference recipe (mmpose 1.x get_warp_matrix), written out independently of repro: the source set
+    (center, center + R(rot)·(0, -s_w/2), its 90° point) and the target set (crop centre, centre + (0, -W/2),
+    its 90° point) stored in float32, the third points computed in float32, solved by cv2.getAffineTransform.
+    `center`, `scale` and `rot` are float32 in mmpose's pipeline; `rot` stays float32 through sin/cos."""
     def third(a, b):
         d = a - b
-        return b + np.array([-d[1], d[0]])
-    t = np.deg2rad(rot)
-    src_dir = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ np.array([-0.5 * scale[0], 0.0])
+        return b + np.array([-d[1], d[0]], np.float32)
+    t = np.deg2rad(np.float32(rot))
+    sn, cs = np.sin(t), np.cos(t)
+    src_dir = np.array([[cs, -sn], [sn, cs]]) @ np.array([0.0, float(scale[0]) * -0.5])
     w, h = size
-    src = np.array([center, center + src_dir, [0, 0]], np.float32)
-    dst = np.array([[w / 2, h / 2], [w / 2 - w / 2, h / 2], [0, 0]], np.float32)
-    src[2], dst[2] = third(src[0], src[1]), third(dst[0], dst[1])
+    src, dst = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    src[0] = np.asarray(center, np.float64) + 0.0
+    src[1] = np.asarray(center, np.float64) + src_dir
+    src[2] = third(src[0], src[1])
+    dst[0] = [w * 0.5, h * 0.5]
+    dst[1] = np.array([w * 0.5, h * 0.5]) + np.array([0.0, w * -0.5])
+    dst[2] = third(dst[0], dst[1])
     return cv2.getAffineTransform(src, dst)
 
 
-def test_warp_matrix_equals_the_three_point_construction(codec):
+def random_geometry(rng, codec):
+    """A float32 center/scale/rotation as mmpose's pipeline holds them: tiny to huge boxes, some off-image."""
+    c = rng.uniform(-100, 700, 2).astype(np.float32)
+    s = T.fix_aspect_ratio(rng.uniform(5, 900, 2), codec.input_size[0] / codec.input_size[1])
+    r = float(np.float32(rng.uniform(-80, 80))) if rng.random() < 0.7 else 0.0
+    return c, s, r
+
+
+def test_warp_matrix_is_bit_identical_to_the_three_point_recipe(codec):
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        c = rng.uniform(-100, 700, 2)
-        s = T.fix_aspect_ratio(rng.uniform(5, 900, 2), codec.input_size[0] / codec.input_size[1])
-        r = rng.uniform(-80, 80) if rng.random() < 0.7 else 0.0
+    for _ in range(500):
+        c, s, r = random_geometry(rng, codec)
         m = T.warp_matrix(c, s, r, codec.input_size)
-        ref = mmpose_style_matrix(c, s, r, codec.input_size)
-        assert m.dtype == np.float32
-        np.testing.assert_allclose(m[:, :2], ref[:, :2], rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(m[:, 2], ref[:, 2], rtol=1e-4, atol=2e-3)
+        assert m.dtype == np.float64
+        np.testing.assert_array_equal(m, mmpose_style_matrix(c, s, r, codec.input_size))
+
+
+def test_closed_form_oracle_agrees_with_warp_matrix_but_not_to_the_bit(codec):
+    """The §2.7 closed form is the same map up to the float32 rounding of the three points: each point is off
+    by u <= |point|·2^-24, and the solve spreads that over the lever s_w / 2, so the linear part may differ
+    by a few k·u / s_w and the translation (linear error times |c|) by a few k·u·(1 + |c| / s_w)."""
+    rng, differs = np.random.default_rng(1), 0
+    for _ in range(500):
+        c, s, r = random_geometry(rng, codec)
+        m = T.warp_matrix(c, s, r, codec.input_size)
+        oracle = T.closed_form_warp_matrix(c, s, r, codec.input_size)
+        k, mag = codec.input_size[0] / s[0], np.abs(c).max() + s[0]
+        u = mag * 2.0 ** -24
+        np.testing.assert_allclose(m[:, :2], oracle[:, :2], rtol=0, atol=4 * k * u / s[0])
+        np.testing.assert_allclose(m[:, 2], oracle[:, 2], rtol=0, atol=4 * k * u * (1 + mag / s[0]))
+        differs += not np.array_equal(m, oracle)
+    assert differs > 400
 
 
 def test_warp_matrix_hand_computed():
     m = T.warp_matrix([100, 50], [96, 128], 0.0, (192, 256))   # k = 2, centre -> (96, 128)
-    np.testing.assert_allclose(m, [[2, 0, 96 - 200], [0, 2, 128 - 100]])
+    np.testing.assert_allclose(m, [[2, 0, 96 - 200], [0, 2, 128 - 100]], atol=1e-12)
     m = T.warp_matrix([0, 0], [192, 256], 90.0, (192, 256))    # +90°: image +y goes to crop +x
     np.testing.assert_allclose(T.transform_points([[0, 10]], m), [[106, 128]], atol=1e-4)
 
 
-def test_transform_points_matches_cv2_transform():
+def test_transform_points_is_cv2_transform_of_float32_keypoints_as_topdown_affine_does():
+    """mmpose's TopdownAffine maps its float32 keypoints with cv2.transform and the float64 matrix; cv2 then
+    computes in float32, which differs from float64 arithmetic in the last bits (so this must be bit-equal)."""
     rng = np.random.default_rng(1)
-    m = T.warp_matrix([300, 200], [150, 200], 33.0, (192, 256))
+    m = mmpose_style_matrix(np.float32([300.3, 200.7]), np.float32([150, 200]), 33.0, (192, 256))
     pts = rng.uniform(0, 600, (NUM_KEYPOINTS, 2)).astype(np.float32)
-    np.testing.assert_allclose(T.transform_points(pts, m), cv2.transform(pts[None], m)[0], atol=1e-3)
+    out = T.transform_points(pts, m)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, cv2.transform(pts[None], m)[0])
+    np.testing.assert_allclose(out, pts.astype(np.float64) @ m[:, :2].T + m[:, 2], atol=1e-3)
 
 
 def test_affine_crop_samples_the_source_at_inverse_matrix_with_no_half_pixel_offset(codec):
@@ -248,3 +281,71 @@ def test_test_transform_is_the_plain_aspect_fixed_crop(codec):
     assert not out.flip and out.rotation == 0
     np.testing.assert_allclose(out.scale, [125, 125 / 0.75])
     np.testing.assert_array_equal(out.matrix, T.warp_matrix(c, out.scale, 0, codec.input_size))
+
+
+def reference_crop(img, center, scale, rot, size, flip=False):
+    """The crop mmpose's TopdownAffine makes: cv2.warpAffine with the reference matrix, INTER_LINEAR."""
+    src = cv2.flip(img, 1) if flip else img
+    return cv2.warpAffine(src, mmpose_style_matrix(center, scale, rot, size), tuple(size), flags=cv2.INTER_LINEAR)
+
+
+def hand_boxes(w, h):
+    """(xyxy, rotation): tiny, large, rotated, partly and wholly outside the image, fractional corners."""
+    return [([w * 0.3 + 0.37, h * 0.4 + 0.71, w * 0.3 + 4.9, h * 0.4 + 11.13], 0.0),
+            ([1.5, 2.25, w - 1.75, h - 0.5], 0.0),
+            ([w * 0.2 + 0.1, h * 0.1 + 0.3, w * 0.6 + 0.7, h * 0.9 + 0.2], float(np.float32(37.3))),
+            ([w * 0.5 + 0.4, h * 0.3, w * 0.5 + 9.6, h * 0.3 + 21.7], float(np.float32(-71.9))),
+            ([-40.3, -25.8, w * 0.25, h * 0.5], 0.0),
+            ([w - 20.2, h - 10.9, w + 130.4, h + 90.6], float(np.float32(12.5))),
+            ([w + 50.5, 10.0, w + 150.5, 200.0], 0.0)]
+
+
+def test_crops_of_the_coco_sample_equal_the_reference_recipe_pixel_for_pixel(coco_sample, codec):
+    ratio, closed_form_differs = codec.input_size[0] / codec.input_size[1], 0
+    for path in sorted(coco_sample.glob("*.jpg")):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        for box, rot in hand_boxes(img.shape[1], img.shape[0]):
+            c, s = T.bbox_xyxy_to_center_scale(box, 1.25)
+            geom = T.Geometry(c, T.fix_aspect_ratio(s, ratio), rot, False, np.zeros((NUM_KEYPOINTS, 2)),
+                              np.ones(NUM_KEYPOINTS))
+            patch, _ = T.crop(img, geom, codec)
+            ref = reference_crop(img, c, geom.scale, rot, codec.input_size)
+            np.testing.assert_array_equal(patch, ref, err_msg=f"{path.name} box {box} rot {rot}")
+            old = T.affine_crop(img, T.closed_form_warp_matrix(c, geom.scale, rot, codec.input_size)
+                                .astype(np.float32), codec.input_size)
+            closed_form_differs += not np.array_equal(old, ref)
+    assert closed_form_differs > 0   # the spread holds boxes where the pre-issue-15 crop was off by a level
+
+
+def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(coco_sample, codec):
+    from repro.coco import TopDownCocoDataset
+    ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=False,
+                            det_file=coco_sample / "test_coco_det_AP_H_56.json")
+    images = {}
+    for i in range(len(ds)):
+        item = ds[i]
+        path = ds.image_path(i)
+        img = images.setdefault(path, cv2.imread(str(path), cv2.IMREAD_COLOR))
+        ref = reference_crop(img, item["center"].numpy(), item["scale"].numpy(), 0.0, codec.input_size)
+        assert torch.equal(item["img"], T.to_tensor(ref)), f"detection {i}"
+
+
+def test_training_crops_and_keypoints_equal_the_reference_recipe(coco_sample, codec):
+    """Augmented geometry (flip, rotation, shift, scale) of the sample's GT instances, several epochs: the
+    crop and the keypoints mapped as TopdownAffine maps them (cv2.transform of float32 keypoints)."""
+    from repro.coco import TopDownCocoDataset, read_image
+    ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=True, seed=5)
+    rotated = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            img = read_image(ds.image_path(i))
+            geom = ds.geometry(i, img.shape[1])
+            patch, m = T.crop(img, geom, codec)
+            ref_m = mmpose_style_matrix(geom.center, geom.scale, geom.rotation, codec.input_size)
+            np.testing.assert_array_equal(patch, reference_crop(img, geom.center, geom.scale, geom.rotation,
+                                                                codec.input_size, geom.flip))
+            np.testing.assert_array_equal(T.transform_points(geom.keypoints, m),
+                                          cv2.transform(geom.keypoints.astype(np.float32)[None], ref_m)[0])
+            rotated += geom.rotation != 0
+    assert rotated > 0
