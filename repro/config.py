@@ -8,7 +8,9 @@ selected profile's overrides. An unknown key, a missing key or a wrong type is a
 dotted key and the file.
 """
 import dataclasses
+import math
 import os
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,15 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class StopBelowPublished:
+    """Opt-in early stop: after a validation at epoch >= from_epoch (1-based) with val AP below the
+    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/curve.py)."""
+
+    margin: float
+    from_epoch: int
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and schedule (spec §3). batch_per_gpu/gpus are resolved from the config when null."""
 
@@ -72,6 +83,7 @@ class TrainConfig:
     log_interval: int
     deterministic: bool
     skip_corrupt_images: bool
+    stop_below_published: StopBelowPublished | None = None   # None: train every epoch (published)
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,13 @@ def _merge(base: dict, override: dict) -> dict:
 def _coerce(value, annotation, key: str):
     """Check one value against its dataclass annotation; ints are accepted where floats are expected."""
     origin = typing.get_origin(annotation)
+    if origin is types.UnionType and type(None) in typing.get_args(annotation):   # `X | None`
+        if value is None:
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return build(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -280,6 +299,9 @@ def _validate(cfg: RunConfig):
             raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
     if list(cfg.train.milestones) != sorted(cfg.train.milestones):
         raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
+    stop = cfg.train.stop_below_published
+    if stop is not None and not (math.isfinite(stop.margin) and stop.margin >= 0 and stop.from_epoch >= 1):
+        raise ConfigError(f"train.stop_below_published: {stop} needs margin >= 0 (AP) and from_epoch >= 1")
 
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
