@@ -205,6 +205,13 @@ def _save_png(fig: Figure, path: Path):
 def learning_curves(histories: dict, names, profile: str, published: dict, models_dir: Path) -> dict:
     """comparison.json `learning_curve`: per config, each validation against the profile's reference curve.
 
+    Args:
+        histories: name -> [(epoch, AP)] of the runs (val_histories).
+        names: the configs, in report order.
+        profile: selects the reference log and band (published.yaml learning_curve).
+        published: the published table.
+        models_dir: where the val histories were looked for (named in the reason when one is missing).
+
     Returns:
         name -> {"status": "ran" | "not_run", "reason", "reference": log path, "band", "flagged": count,
         "validations": curve.compare_curve rows (4 dp), "reference_curve": [[epoch, AP], ...]}.
@@ -253,7 +260,12 @@ def learning_curve_markdown(curves: dict, spec: dict) -> str:
 
 def write_learning_curve(plots_dir: Path, curves: dict):
     """plots/learning_curve.csv (config, epoch, measured, reference, lower_bound, below_band) and its PNG:
-    per config, the reference curve with its band, the run's validations, flagged ones marked."""
+    per config, the reference curve with its band, the run's validations, flagged ones marked.
+
+    Args:
+        plots_dir: reports/plots.
+        curves: the `learning_curve` section of the summary (learning_curves).
+    """
     rows = [(name, r["epoch"], r["measured"], r["reference"],
              None if r["reference"] is None else _round(r["reference"] - entry["band"]), r["below_band"])
             for name, entry in curves.items() for r in entry["validations"]]
@@ -283,7 +295,13 @@ def write_learning_curve(plots_dir: Path, curves: dict):
 
 def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
     """The learning curve in the compare stage's MLflow run: per config and epoch the measured and reference
-    AP (step = epoch), the count of flagged validations, and the plot files."""
+    AP (step = epoch), the count of flagged validations as a tag, and the plot files.
+
+    Args:
+        tracker: the compare run (tracking.Tracker, or anything with its methods).
+        curves: the `learning_curve` section of the summary.
+        plots_dir: where write_learning_curve put the plot files.
+    """
     for name, entry in curves.items():
         for r in entry["validations"]:
             values = {f"curve/{name}/measured": r["measured"], f"curve/{name}/reference": r["reference"]}

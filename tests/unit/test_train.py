@@ -323,3 +323,16 @@ def test_early_stop_settings_may_change_on_resume():
     assert train._resume_free("train.stop_below_published")
     assert train._resume_free("train.stop_below_published.margin")
     assert not train._resume_free("train.lr") and not train._resume_free("train.stop_below")
+
+
+def test_missing_reference_log_stops_the_run_before_any_data_is_read(tmp_path, monkeypatch):
+    params = config.read_params(REPO / "params.yaml")
+    params["recipe"]["train"]["stop_below_published"] = {"margin": 0.05, "from_epoch": 2}
+    cfg = config.resolve(params, "256x192", "smoke")
+    env = distributed.DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    monkeypatch.chdir(tmp_path)   # no reports/baselines/smoke_256x192.log.json here
+    with pytest.raises(train.mmpose_log.LogFormatError,
+                       match=r"^train.stop_below_published: reports/baselines/smoke_256x192.log.json: no reference"):
+        train._stop_reference(cfg, env)
+    assert train._stop_reference(config.resolve(config.read_params(REPO / "params.yaml"), "256x192", "smoke"),
+                                 env) is None   # off: nothing is read
