@@ -8,8 +8,12 @@ Writes, under `out_dir` (reports/):
     comparison.json                  DVC metrics: the same numbers (4 dp) and verdicts, nested
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
+    plots/learning_curve.csv + .png  each validation of the run against the reference training curve
+                                     (repro/curve.py), flagged where it is more than the band below
 as one set (repro.atomic.all_or_none): all of them are replaced, or none.
-The checks themselves live in repro/gates.py; this module only collects and writes them.
+The checks themselves live in repro/gates.py and repro/curve.py; this module only collects and writes them.
+The learning-curve flags are reported (comparison.md section, comparison.json `learning_curve`), not gated:
+a run behind the curve mid-schedule can still end within the tier-C tolerance, which is the gate.
 """
 import csv
 import io
@@ -19,7 +23,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from repro import atomic, gates
+from repro import atomic, curve, gates, mmpose_log
 
 DP = 4
 
@@ -48,12 +52,15 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     results = gates.evaluate(inputs)
     required = gates.required_tiers(profile)
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
+    names = list(inputs.published["models"])
+    histories = val_histories(Path(models_dir), names)
+    summary["learning_curve"] = learning_curves(histories, names, profile, inputs.published, Path(models_dir))
     with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
         atomic.write_json(out_dir / "comparison.json", summary)
         atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published))
-        names = list(inputs.published["models"])
-        write_val_ap(out_dir / "plots", val_histories(Path(models_dir), names))
+        write_val_ap(out_dir / "plots", histories)
         write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
+        write_learning_curve(out_dir / "plots", summary["learning_curve"])
     return summary
 
 
@@ -107,10 +114,11 @@ def markdown(results, summary: dict, published: dict) -> str:
     out.append("## Which tiers ran\n")
     out.append(gates.render(("tier", "config", "status", "metrics file", "reason"), gates.status_rows(results),
                             markdown=True))
+    out.append(learning_curve_markdown(summary["learning_curve"], published["learning_curve"]))
     out.append("## Tolerances (repro/published.yaml)\n")
     for tier, tol in published["tolerances"].items():
         out.append(f"- **{tier}** ({tol['title']}): {tol['justification']}")
-    out.append("\nPlots: `plots/val_ap.png`, `plots/published_vs_measured.png`.\n")
+    out.append("\nPlots: `plots/val_ap.png`, `plots/published_vs_measured.png`, `plots/learning_curve.png`.\n")
     return "\n".join(out)
 
 
@@ -192,3 +200,115 @@ def _save_png(fig: Figure, path: Path):
     FigureCanvasAgg(fig)  # Agg canvas: no display and no global backend switch (CI and DVC run headless)
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     atomic.write_bytes(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------------------- learning curve
+
+def learning_curves(histories: dict, names, profile: str, published: dict, models_dir: Path) -> dict:
+    """comparison.json `learning_curve`: per config, each validation against the profile's reference curve.
+
+    Args:
+        histories: name -> [(epoch, AP)] of the runs (val_histories).
+        names: the configs, in report order.
+        profile: selects the reference log and band (published.yaml learning_curve).
+        published: the published table.
+        models_dir: where the val histories were looked for (named in the reason when one is missing).
+
+    Returns:
+        name -> {"status": "ran" | "not_run", "reason", "reference": log path, "band", "flagged": count,
+        "validations": curve.compare_curve rows (4 dp), "reference_curve": [[epoch, AP], ...]}.
+    """
+    out = {}
+    for name in names:
+        path, band = curve.reference_spec(published, profile, name)
+        entry = {"status": "not_run", "reason": None, "reference": str(path), "band": band, "flagged": 0,
+                 "validations": [], "reference_curve": []}
+        out[name] = entry
+        if name not in histories:
+            entry["reason"] = f"{models_dir / name / 'val_history.csv'}: not found (train@{name} has not run)"
+            continue
+        try:
+            ref = curve.reference(published, profile, name)
+        except mmpose_log.LogFormatError as e:
+            entry["reason"] = str(e)
+            continue
+        rows = [{k: _round(v) if isinstance(v, float) else v for k, v in row.items()}
+                for row in curve.compare_curve(histories[name], ref.points, ref.band)]
+        entry.update(status="ran", flagged=sum(row["below_band"] is True for row in rows), validations=rows,
+                     reference_curve=[[e, _round(ap)] for e, ap in ref.points])
+    return out
+
+
+def learning_curve_markdown(curves: dict, spec: dict) -> str:
+    """comparison.md section: per config, the run's validations against the reference, flags marked."""
+    out = ["## Learning curve against the reference run\n",
+           "Each validation of the run against the reference training log's val AP at the same epoch (linear "
+           "between its validations; none outside them). **below band** marks a validation more than the "
+           "band below the reference. Reported, not gated (the final AP is gated by tier C). Band: "
+           f"{spec['justification']}\n"]
+    for name, entry in curves.items():
+        out.append(f"### {name}: reference `{entry['reference']}`, band {entry['band']}\n")
+        if entry["status"] != "ran":
+            out.append(f"**not run**: {entry['reason']}\n")
+            continue
+        flag = {True: "**below band**", False: "ok", None: "no reference at this epoch"}
+        num = lambda v, fmt=".4f": "-" if v is None else format(v, fmt)  # noqa: E731
+        rows = [(r["epoch"], num(r["measured"]), num(r["reference"]), num(r["delta"], "+.4f"),
+                 flag[r["below_band"]]) for r in entry["validations"]]
+        out.append(f"{entry['flagged']} of {len(rows)} validation(s) below the band.\n")
+        out.append(gates.render(("epoch", "measured AP", "reference AP", "delta", "flag"), rows, markdown=True))
+    return "\n".join(out)
+
+
+def write_learning_curve(plots_dir: Path, curves: dict):
+    """plots/learning_curve.csv (config, epoch, measured, reference, lower_bound, below_band) and its PNG:
+    per config, the reference curve with its band, the run's validations, flagged ones marked.
+
+    Args:
+        plots_dir: reports/plots.
+        curves: the `learning_curve` section of the summary (learning_curves).
+    """
+    rows = [(name, r["epoch"], r["measured"], r["reference"],
+             None if r["reference"] is None else _round(r["reference"] - entry["band"]), r["below_band"])
+            for name, entry in curves.items() for r in entry["validations"]]
+    atomic.write_text(plots_dir / "learning_curve.csv",
+                      _csv(("config", "epoch", "measured", "reference", "lower_bound", "below_band"), rows))
+    fig = Figure(figsize=(6 * max(len(curves), 1), 4))
+    for i, (name, entry) in enumerate(curves.items()):
+        ax = fig.add_subplot(1, max(len(curves), 1), i + 1)
+        ax.set(xlabel="epoch", ylabel="val AP", title=f"{name}: run vs reference")
+        ax.grid(alpha=0.3)
+        if entry["status"] != "ran":
+            ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
+            continue
+        ref_e, ref_ap = zip(*entry["reference_curve"])
+        ax.plot(ref_e, ref_ap, color="gray", marker=".", label="reference")
+        ax.fill_between(ref_e, [a - entry["band"] for a in ref_ap], ref_ap, color="gray", alpha=0.2,
+                        label=f"band {entry['band']}")
+        points = [(r["epoch"], r["measured"], r["below_band"]) for r in entry["validations"]]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="run")
+        flagged = [p for p in points if p[2]]
+        if flagged:
+            ax.plot([p[0] for p in flagged], [p[1] for p in flagged], "rx", markersize=10, label="below band")
+        ax.legend()
+    fig.tight_layout()
+    _save_png(fig, plots_dir / "learning_curve.png")
+
+
+def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
+    """The learning curve in the compare stage's MLflow run: per config and epoch the measured and reference
+    AP (step = epoch), the count of flagged validations as a tag, and the plot files.
+
+    Args:
+        tracker: the compare run (tracking.Tracker, or anything with its methods).
+        curves: the `learning_curve` section of the summary.
+        plots_dir: where write_learning_curve put the plot files.
+    """
+    for name, entry in curves.items():
+        for r in entry["validations"]:
+            values = {f"curve/{name}/measured": r["measured"], f"curve/{name}/reference": r["reference"]}
+            tracker.log_metrics({k: v for k, v in values.items() if v is not None}, step=r["epoch"])
+        tracker.set_tags({f"repro.curve.{name}": entry["status"] if entry["status"] != "ran"
+                          else f"{entry['flagged']} below band"})
+    for suffix in (".png", ".csv"):
+        tracker.log_artifact(plots_dir / f"learning_curve{suffix}", "plots")

@@ -8,6 +8,7 @@ selected profile's overrides. An unknown key, a missing key, a wrong type or a v
 (`RANGES`: epochs >= 1, sigma > 0, probabilities in [0, 1], ...) is an error naming the dotted key and the file.
 """
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -54,6 +55,15 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class StopBelowPublished:
+    """Opt-in early stop: after a validation at epoch >= from_epoch (1-based) with val AP below the
+    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/curve.py)."""
+
+    margin: float
+    from_epoch: int
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and schedule (spec §3). batch_per_gpu/gpus are resolved from the config when null."""
 
@@ -77,6 +87,7 @@ class TrainConfig:
     # Weights to start from instead of the published init (None: from scratch, as published). "{config}" in
     # the path is replaced by the config name, so one profile value serves both input sizes.
     init_from: str | None = None
+    stop_below_published: StopBelowPublished | None = None   # None: train every epoch (published)
 
 
 @dataclass(frozen=True)
@@ -177,11 +188,13 @@ def _merge(base: dict, override: dict) -> dict:
 def _coerce(value, annotation, key: str):
     """Check one value against its dataclass annotation; ints are accepted where floats are expected."""
     origin = typing.get_origin(annotation)
-    if origin is types.UnionType and type(None) in typing.get_args(annotation):   # an optional value
+    if origin is types.UnionType and type(None) in typing.get_args(annotation):   # `X | None`
         if value is None:
             return None
-        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _coerce(value, inner, key)
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return build(annotation, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -340,6 +353,9 @@ def _validate(cfg: RunConfig):
             raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
     if list(cfg.train.milestones) != sorted(cfg.train.milestones):
         raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
+    stop = cfg.train.stop_below_published
+    if stop is not None and not (math.isfinite(stop.margin) and stop.margin >= 0 and stop.from_epoch >= 1):
+        raise ConfigError(f"train.stop_below_published: {stop} needs margin >= 0 (AP) and from_epoch >= 1")
 
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")

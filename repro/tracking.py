@@ -372,9 +372,10 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str:
     return tracker.run_id
 
 
-def log_comparison(cfg, summary: dict, report_path) -> str:
+def log_comparison(cfg, summary: dict, report_path, also=None) -> str:
     """The comparison as an MLflow run: overall and per-tier verdicts as tags, measured values and deltas
-    as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact."""
+    as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact; `also`,
+    if given, is called with the run's Tracker before it ends (the caller's own metrics and artifacts)."""
     tags = {"repro.pipeline": pipeline_group_id(), "repro.profile": cfg.profile, "repro.stage": "compare",
             "repro.verdict": summary["verdict"],
             **{f"repro.verdict.{tier}.{name}": entry["verdict"]
@@ -392,5 +393,7 @@ def log_comparison(cfg, summary: dict, report_path) -> str:
     tracker.log_metrics(metrics, step=0)
     tracker.log_artifact(report_path)
     tracker.log_text(json.dumps(summary, indent=2) + "\n", "comparison.json")
+    if also is not None:
+        also(tracker)
     tracker.end("FINISHED")
     return tracker.run_id

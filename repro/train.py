@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, runlog, tracking
+from repro import atomic, checkpoint, codec, config, curve, distributed, machine, mmpose_log, recipe, runlog, tracking
 from repro.config import RunConfig, TrainConfig
 from repro.model import build_cpm
 
@@ -35,7 +35,7 @@ PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_ac
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Items that may change between a checkpoint and its resumption (they do not change the numbers).
 RESUME_FREE = {"train.epochs", "train.num_workers", "train.log_interval", "train.skip_corrupt_images",
-               "eval.num_workers", "eval.batch_size"}
+               "train.stop_below_published", "eval.num_workers", "eval.batch_size"}
 
 
 # --------------------------------------------------------------------------------------------- recipe
@@ -242,11 +242,16 @@ def _step(cfg: TrainConfig, device: torch.device) -> Step:
     return Step(amp_dtype=dtype, scaler=scaler, channels_last=cfg.channels_last)
 
 
+def _resume_free(key: str) -> bool:
+    """A flattened config key in RESUME_FREE or under one (train.stop_below_published.margin)."""
+    return any(key == free or key.startswith(free + ".") for free in RESUME_FREE)
+
+
 def _resume_meta(path: Path, cfg: RunConfig) -> dict:
     """The `meta` of the checkpoint to resume from, after checking it was made with this configuration."""
     meta = checkpoint.read_checkpoint(path)["meta"]
     saved, now = tracking.flatten(meta.get("config", {})), tracking.flatten(cfg.to_dict())
-    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and k not in RESUME_FREE)
+    changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and not _resume_free(k))
     if changed:
         items = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise config.ConfigError(f"{path} was written with another configuration ({items}); "
@@ -266,6 +271,41 @@ def _start_tracking(cfg, out_dir, env, diff, run_id, track: bool):
     if error:
         raise tracking.TrackingError(error)
     return tracker
+
+
+def _stop_reference(cfg: RunConfig, env: distributed.DistEnv) -> list | None:
+    """The reference curve of train.stop_below_published ([(epoch, AP)]; None when the stop is off).
+
+    Read on rank 0 and sent to every rank, so that all ranks take the same decision from the same
+    validation metrics and stop together; a missing or bad log stops every rank before any data is read.
+    """
+    if cfg.train.stop_below_published is None:
+        return None
+    points, error = None, None
+    if env.is_main:
+        try:
+            points = curve.reference(config.published(), cfg.profile, cfg.name).points
+        except mmpose_log.LogFormatError as e:
+            error = f"train.stop_below_published: {e}"
+    points, error = distributed.broadcast_object((points, error))
+    if error:
+        raise mmpose_log.LogFormatError(error)
+    return points
+
+
+def _check_stop(cfg: TrainConfig, reference, epoch: int, ap: float, state: dict, tracker) -> None:
+    """After the validation at 0-based `epoch`: put the verdict in state["stopped_early"] if the run must stop."""
+    if reference is None:
+        return
+    stop = cfg.stop_below_published
+    verdict = curve.stop_verdict(epoch + 1, ap, reference, stop.margin, stop.from_epoch)
+    if verdict is None:
+        return
+    state["stopped_early"] = verdict
+    log.warning("stopping early (train.stop_below_published): %s; last.pth and best.pth are kept",
+                verdict["reason"])
+    tracker.set_tags({"repro.stopped_early": "true", "repro.stopped_early.epoch": verdict["epoch"],
+                      "repro.stopped_early.reason": verdict["reason"]})
 
 
 def _gather_rng() -> dict:
@@ -317,6 +357,7 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
     diff = recipe.recipe_diff(cfg, env.world_size)
     meta = _resume_meta(last, cfg) if env.is_main and resume and last.is_file() else None
     meta = distributed.broadcast_object(meta)
+    reference = _stop_reference(cfg, env)
     tracker = _start_tracking(cfg, out_dir, env, diff, (meta or {}).get("mlflow_run_id"), track)
     state = dict(meta["train_state"]) if meta else {"epoch": -1, "best": None, "final": None,
                                                      "train_time_s": 0.0, "wall_time_s": 0.0, "samples": 0}
@@ -326,7 +367,7 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
              f" ({len(diff)} items differ)" if diff else "")
     try:
         run.write_config(cfg.to_dict())
-        summary = _fit(cfg, out_dir, env, state, meta is not None, run, tracker, diff, evaluate)
+        summary = _fit(cfg, out_dir, env, state, meta is not None, run, tracker, diff, evaluate, reference)
         tracker.log_artifact(out_dir / "best.pth", "checkpoints")
         tracking.gather_logs(tracker, out_dir)
         tracker.end("FINISHED")
@@ -337,7 +378,7 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
         raise
 
 
-def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> dict:
+def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, reference=None) -> dict:
     train_ds, val_ds = build_datasets(cfg)
     loader = build_train_loader(train_ds, cfg, env)
     model = build_model(cfg, env)
@@ -355,7 +396,10 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> di
     ddp = model if env.world_size == 1 else DistributedDataParallel(
         model, device_ids=[env.local_rank] if env.device.type == "cuda" else None, broadcast_buffers=False)
     meta = {"config": cfg.to_dict(), "mlflow_run_id": tracker.run_id, "world_size": env.world_size}
-    for epoch in range(state["epoch"] + 1, cfg.train.epochs):
+    # Resumed after an early stop: the verdict stands while the stop is on; turned off, training goes on.
+    state["stopped_early"] = state.get("stopped_early") if reference is not None else None
+    last_epoch = state["epoch"] + 1 if state["stopped_early"] else cfg.train.epochs
+    for epoch in range(state["epoch"] + 1, last_epoch):
         t0 = time.perf_counter()
         set_epoch(loader, epoch, cfg.seed, env.rank)
         stats = train_one_epoch(ddp, optimizer, scheduler, loader, env.device, epoch, step, run,
@@ -372,6 +416,7 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> di
                 if env.is_main:
                     checkpoint.save_checkpoint(out_dir / "best.pth", model, {**meta, "best": state["best"]},
                                                epoch=epoch, iter=scheduler.last_epoch)
+            _check_stop(cfg.train, reference, epoch, metrics["AP"], state, tracker)
         state.update(epoch=epoch, train_time_s=state["train_time_s"] + stats["time"],
                      samples=state["samples"] + stats["samples"],
                      wall_time_s=state["wall_time_s"] + time.perf_counter() - t0)
@@ -380,6 +425,8 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate) -> di
             checkpoint.save_checkpoint(out_dir / "last.pth", model, {**meta, "train_state": state},
                                        optimizer=optimizer, lr_scheduler=scheduler, scaler=step.scaler,
                                        epoch=epoch, iter=scheduler.last_epoch, rng=rng)
+        if state["stopped_early"]:   # the same decision on every rank (same metrics, same reference)
+            break
     summary = _summary(cfg, env, state, scheduler.last_epoch, diff)
     run.write_metrics(summary)
     return summary
@@ -389,6 +436,7 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
     return {
         "config": cfg.name, "profile": cfg.profile, "seed": cfg.seed,
         "best": state["best"], "final": state["final"],
+        "stopped_early": state.get("stopped_early"),   # None, or the verdict of train.stop_below_published
         "epochs": state["epoch"] + 1, "iterations": iterations,
         "wall_time_s": round(state["wall_time_s"], 3), "train_time_s": round(state["train_time_s"], 3),
         "images_per_s": round(state["samples"] / state["train_time_s"], 3) if state["train_time_s"] else 0.0,
@@ -458,7 +506,7 @@ def main(argv=None) -> None:
     try:
         cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
-    except (tracking.TrackingError, FloatingPointError) as e:   # not bad input: exit 1, still one line
+    except (tracking.TrackingError, FloatingPointError, mmpose_log.LogFormatError) as e:   # exit 1, one line
         raise SystemExit(f"repro train: error: {e}") from None
 
 

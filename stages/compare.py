@@ -18,7 +18,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
     summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
-    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"))
+    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), also=lambda tracker:
+                            compare.log_learning_curve(tracker, summary["learning_curve"], Path("reports/plots")))
 
 
 if __name__ == "__main__":

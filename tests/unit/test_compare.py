@@ -8,6 +8,7 @@ import yaml
 from repro import baseline, compare, gates, machine
 
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
+from tests.unit.test_mmpose_log import log_text
 
 
 @pytest.fixture
@@ -109,3 +110,81 @@ def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path, m
     assert summary["counts"]["not_run"] == 6 and summary["counts"]["pass"] == 0
     assert (tmp_path / "reports/plots/val_ap.png").is_file()
     assert (tmp_path / "reports/plots/published_vs_measured.csv").read_text() == "metric,published,measured\n"
+
+
+# ----------------------------------------------------------------------------------------- learning curve
+
+@pytest.fixture
+def curve_tree(tree, published):
+    """The tree plus a published.yaml whose full-profile reference logs are in the tree: 256x192's exists
+    (val AP 0.30, 0.40, 0.50 at epochs 10, 20, 30; the run has 0.10, 0.35, 0.50), 384x288's does not."""
+    logs = tree / "models/published"
+    logs.mkdir(parents=True)
+    (logs / "ref_256x192.log.json").write_text(log_text([0.30, 0.40, 0.50]))
+    published["learning_curve"]["logs"]["full"] = {name: str(logs / f"ref_{name}.log.json") for name in NAMES}
+    (tree / "published.yaml").write_text(yaml.safe_dump(published))
+    return tree
+
+
+def run_curve(tree):
+    return compare.compare(tree / "reports/metrics", tree / "models", tree / "reports", "full",
+                           published_path=tree / "published.yaml",
+                           baseline_path=tree / "reports/baselines/smoke.json")
+
+
+def test_learning_curve_flags_validations_below_the_band_in_comparison_json(curve_tree):
+    summary = run_curve(curve_tree)
+    lc = summary["learning_curve"]["256x192"]
+    assert (lc["status"], lc["band"], lc["flagged"]) == ("ran", 0.02, 2)   # epochs 10 and 20; 30 is on the curve
+    assert [(r["epoch"], r["measured"], r["reference"], r["delta"], r["below_band"]) for r in lc["validations"]] \
+        == [(10, 0.1, 0.3, -0.2, True), (20, 0.35, 0.4, -0.05, True), (30, 0.5, 0.5, 0.0, False)]
+    assert lc["reference_curve"] == [[10, 0.3], [20, 0.4], [30, 0.5]]
+    missing = summary["learning_curve"]["384x288"]
+    assert missing["status"] == "not_run" and "ref_384x288.log.json: no reference training log" in missing["reason"]
+    assert summary["verdict"] == "fail"   # from tier A (see above): the curve flags are reported, not gated
+    assert json.loads((curve_tree / "reports/comparison.json").read_text())["learning_curve"] == \
+        summary["learning_curve"]
+
+
+def test_learning_curve_section_in_comparison_md(curve_tree):
+    run_curve(curve_tree)
+    md = (curve_tree / "reports/comparison.md").read_text()
+    section = md.split("## Learning curve against the reference run")[1].split("## Tolerances")[0]
+    assert "2 of 3 validation(s) below the band" in section
+    assert "| 20 | 0.3500 | 0.4000 | -0.0500 | **below band** |" in section
+    assert "| 30 | 0.5000 | 0.5000 | +0.0000 | ok |" in section
+    assert "### 384x288" in section and "**not run**" in section
+
+
+def test_learning_curve_plot_data_and_png(curve_tree):
+    run_curve(curve_tree)
+    with open(curve_tree / "reports/plots/learning_curve.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1] == {"config": "256x192", "epoch": "20", "measured": "0.35", "reference": "0.4",
+                       "lower_bound": "0.38", "below_band": "True"}
+    assert len(rows) == 3                   # 384x288 has no reference: no rows
+    assert (curve_tree / "reports/plots/learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class RecordingTracker:
+    def __init__(self):
+        self.metrics, self.tags, self.artifacts = [], {}, []
+
+    def log_metrics(self, metrics, step):
+        self.metrics += [(k, step, v) for k, v in metrics.items()]
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+    def log_artifact(self, path, artifact_path=None):
+        self.artifacts.append((path.name, artifact_path))
+
+
+def test_learning_curve_goes_to_the_compare_run(curve_tree):
+    summary = run_curve(curve_tree)
+    tracker = RecordingTracker()
+    compare.log_learning_curve(tracker, summary["learning_curve"], curve_tree / "reports/plots")
+    assert ("curve/256x192/measured", 20, 0.35) in tracker.metrics
+    assert ("curve/256x192/reference", 30, 0.5) in tracker.metrics
+    assert tracker.tags == {"repro.curve.256x192": "2 below band", "repro.curve.384x288": "not_run"}
+    assert tracker.artifacts == [("learning_curve.png", "plots"), ("learning_curve.csv", "plots")]

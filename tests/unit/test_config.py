@@ -58,6 +58,14 @@ def test_resolved_config_round_trips_through_yaml():
     (lambda p: p["profiles"]["smoke"]["train"].update(amp="int8"), "train.amp: 'int8'"),
     (lambda p: p["profiles"]["smoke"]["train"].update(milestones=[9, 8]), "train.milestones"),
     (lambda p: p.pop("recipe"), "recipe: missing"),
+    (lambda p: p["recipe"]["train"].update(stop_below_published={"margin": 0.05}),
+     "train.stop_below_published.from_epoch: missing"),
+    (lambda p: p["recipe"]["train"].update(stop_below_published={"margin": -0.1, "from_epoch": 30}),
+     "train.stop_below_published: StopBelowPublished(margin=-0.1, from_epoch=30) needs margin >= 0"),
+    (lambda p: p["recipe"]["train"].update(stop_below_published={"margin": 0.05, "from_epoch": 0}),
+     "needs margin >= 0 (AP) and from_epoch >= 1"),
+    (lambda p: p["recipe"]["train"].update(stop_below_published=0.05),
+     "train.stop_below_published: expected a mapping, got 0.05"),
 ])
 def test_bad_params_name_the_key_and_the_file(tmp_path, params, mutate, message):
     bad = copy.deepcopy(params)
@@ -72,3 +80,12 @@ def test_bad_params_name_the_key_and_the_file(tmp_path, params, mutate, message)
 def test_unknown_config_name_is_an_error():
     with pytest.raises(config.ConfigError, match="no config '512x384'"):
         config.load(PARAMS, "512x384")
+
+
+def test_stop_below_published_is_off_by_default_and_parsed_when_set(params):
+    assert config.resolve(params, "256x192", "full").train.stop_below_published is None
+    on = copy.deepcopy(params)
+    on["recipe"]["train"]["stop_below_published"] = {"margin": 0.05, "from_epoch": 30}
+    cfg = config.resolve(on, "256x192", "full")
+    assert cfg.train.stop_below_published == config.StopBelowPublished(margin=0.05, from_epoch=30)
+    assert cfg.to_dict()["train"]["stop_below_published"] == {"margin": 0.05, "from_epoch": 30}

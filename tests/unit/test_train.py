@@ -2,6 +2,7 @@
 real 2-process gloo group, the open/closed recipe diff, --set overrides and resume bookkeeping."""
 import dataclasses
 import json
+import logging
 import math
 import os
 import socket
@@ -195,6 +196,14 @@ def test_published_config_on_eight_processes_is_closed(name):
     assert recipe.recipe_status([]) == "closed"
 
 
+@pytest.mark.parametrize("stop", [None, {"margin": 0.05, "from_epoch": 30}])
+def test_published_recipe_stays_closed_with_the_early_stop_off_or_on(stop):
+    """The stop only watches the validations: it changes no number the run computes before it acts."""
+    params = config.read_params(REPO / "params.yaml")
+    params["recipe"]["train"]["stop_below_published"] = stop
+    assert recipe.recipe_diff(config.resolve(params, "256x192", "full"), world_size=8) == []
+
+
 def test_published_config_on_one_process_is_open_on_world_size_only():
     cfg = config.load(REPO / "params.yaml", "256x192", "full")
     assert recipe.recipe_diff(cfg, world_size=1) == [{"name": "world_size", "published": 8, "used": 1}]
@@ -283,3 +292,47 @@ def test_non_finite_loss_stops_with_a_clear_error():
         train.train_one_epoch(model, opt, sched, Loader([bad]), torch.device("cpu"), 0,
                               train.Step(), runlog.RunLog(".", enabled=False), 1, 1)
     assert torch.isfinite(model.conv.weight).all()   # no step was taken
+
+
+# ------------------------------------------------------------------------------------- early stop
+
+class TagTracker:
+    def __init__(self):
+        self.tags = {}
+
+    def set_tags(self, tags):
+        self.tags.update(tags)
+
+
+def test_check_stop_records_the_verdict_logs_it_and_tags_the_run(caplog):
+    cfg = dataclasses.replace(config.load(REPO / "params.yaml", "256x192", "full").train,
+                              stop_below_published=config.StopBelowPublished(margin=0.05, from_epoch=30))
+    reference, state, tracker = [(10, 0.40), (20, 0.50), (30, 0.55)], {"stopped_early": None}, TagTracker()
+    train._check_stop(cfg, reference, 19, 0.30, state, tracker)          # epoch 20: before from_epoch
+    assert state["stopped_early"] is None and tracker.tags == {}
+    with caplog.at_level(logging.WARNING, logger="repro.train"):
+        train._check_stop(cfg, reference, 29, 0.49, state, tracker)      # epoch 30: 0.49 < 0.55 - 0.05
+    assert state["stopped_early"]["epoch"] == 30 and state["stopped_early"]["AP"] == 0.49
+    assert "stopping early (train.stop_below_published): val AP 0.4900 at epoch 30" in caplog.text
+    assert tracker.tags == {"repro.stopped_early": "true", "repro.stopped_early.epoch": 30,
+                            "repro.stopped_early.reason": state["stopped_early"]["reason"]}
+
+
+def test_early_stop_settings_may_change_on_resume():
+    """The stop changes no computed number, so a run may be resumed with it turned on, off or retuned."""
+    assert train._resume_free("train.stop_below_published")
+    assert train._resume_free("train.stop_below_published.margin")
+    assert not train._resume_free("train.lr") and not train._resume_free("train.stop_below")
+
+
+def test_missing_reference_log_stops_the_run_before_any_data_is_read(tmp_path, monkeypatch):
+    params = config.read_params(REPO / "params.yaml")
+    params["recipe"]["train"]["stop_below_published"] = {"margin": 0.05, "from_epoch": 2}
+    cfg = config.resolve(params, "256x192", "smoke")
+    env = distributed.DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    monkeypatch.chdir(tmp_path)   # no reports/baselines/smoke_256x192.log.json here
+    with pytest.raises(train.mmpose_log.LogFormatError,
+                       match=r"^train.stop_below_published: reports/baselines/smoke_256x192.log.json: no reference"):
+        train._stop_reference(cfg, env)
+    assert train._stop_reference(config.resolve(config.read_params(REPO / "params.yaml"), "256x192", "smoke"),
+                                 env) is None   # off: nothing is read
