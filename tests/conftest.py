@@ -1,6 +1,8 @@
 """Shared test fixtures."""
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,24 @@ def fresh_copy(dest: Path) -> Path:
     git("add", "-A", cwd=dest)
     git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "fresh clone", cwd=dest)
     return dest
+
+
+HANG_GUARD_S = 3600   # only stops a hung run; the expected time is in reports/benchmarks/pipeline_cpu.md
+
+
+def sh(cmd, cwd, timeout=HANG_GUARD_S) -> subprocess.CompletedProcess:
+    """Run `cmd` as a user would (no MLFLOW_/REPRO_ settings from the test's environment); assert it succeeds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+    return done
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(tmp_path_factory):
+    """(project dir, seconds) of the README's main command, `scripts/repro.sh`, in a fresh copy: one run of
+    the whole smoke pipeline shared by the end-to-end and gate tests."""
+    project = fresh_copy(tmp_path_factory.mktemp("clone"))
+    start = time.monotonic()
+    sh(["scripts/repro.sh"], project)
+    return project, time.monotonic() - start

@@ -7,39 +7,23 @@ measured by benchmarks/bench_pipeline.py (reports/benchmarks/pipeline_cpu.md), n
     scripts/test.sh -m slow tests/e2e/test_smoke_pipeline.py
 """
 import json
-import os
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from repro import checkpoint, config, evaluate, machine
 from repro.model import build_cpm
-from tests.conftest import REPO, fresh_copy
+from tests.conftest import REPO, sh
 from tests.e2e import mlflow_ui
 from tests.e2e.conftest import repro_cmd, run
 
 pytestmark = pytest.mark.slow
 NAMES = ("256x192", "384x288")
-HANG_GUARD_S = 3600       # only stops a hung run; the expected time is in reports/benchmarks/pipeline_cpu.md
-
-
-def sh(cmd, cwd, timeout=HANG_GUARD_S) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
-    return done
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """(project dir, seconds) of the first `scripts/repro.sh` in a fresh copy."""
-    project = fresh_copy(tmp_path_factory.mktemp("clone"))
-    start = time.monotonic()
-    sh(["scripts/repro.sh"], project)
-    return project, time.monotonic() - start
+def pipeline(smoke_pipeline):
+    return smoke_pipeline
 
 
 @pytest.mark.parametrize("name", NAMES)
