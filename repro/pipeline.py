@@ -51,6 +51,10 @@ def _write_params(workdir: Path, seed: int | None, overrides: dict | None) -> Pa
     params["profile"] = "smoke"
     if seed is not None:
         params["seed"] = seed
+    train = params["profiles"]["smoke"].get("train") or {}
+    if train.get("init_from") and not Path(train["init_from"]).is_absolute():
+        # The scratch directory has no reports/: start from the checkout's reference checkpoints.
+        train["init_from"] = str(REPO_PARAMS.parent / train["init_from"])
     return atomic.write_text(workdir / "params.yaml", yaml.safe_dump(params, sort_keys=False))
 
 
