@@ -164,44 +164,6 @@ def render(plan: dict, markdown: bool = False) -> str:
     return table(("stage", "time", "seconds", "devices", "device-hours", "basis"), rows, markdown)
 
 
-# ------------------------------------------------------------------------------------ estimate vs actual
-
-def actual_seconds(stage: str, models_dir, metrics_dir) -> float | None:
-    """The measured wall time of a stage after a run, or None when it was not recorded."""
-    kind, _, name = stage.partition("@")
-    if kind == "train":
-        path, key = Path(models_dir) / name / "metrics.json", "wall_time_s"
-    elif kind in ("evaluate", "evaluate_published"):
-        tag = name if kind == "evaluate" else f"published_{name}"
-        path, key = Path(metrics_dir) / f"{tag}.json", "eval_wall_time_s"
-    else:
-        return None
-    try:
-        value = json.loads(path.read_text()).get(key)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def check(plan: dict, models_dir="models", metrics_dir="reports/metrics") -> list:
-    """[{"stage", "estimate_s", "actual_s", "ratio"}] per stage (ratio = actual / estimate, None if unknown)."""
-    rows = []
-    for s in plan["stages"]:
-        actual = actual_seconds(s["stage"], models_dir, metrics_dir)
-        ratio = actual / s["seconds"] if actual is not None and s["seconds"] > 0 else None
-        rows.append({"stage": s["stage"], "estimate_s": s["seconds"], "actual_s": actual,
-                     "ratio": None if ratio is None else round(ratio, 3)})
-    return rows
-
-
-def render_check(rows: list, markdown: bool = False) -> str:
-    from repro.gates import render as table
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    return table(("stage", "estimate s", "actual s", "actual / estimate"),
-                 [[r["stage"], fmt(r["estimate_s"], ".1f"), fmt(r["actual_s"], ".1f"), fmt(r["ratio"], ".3f")]
-                  for r in rows], markdown)
-
-
 # ------------------------------------------------------------------------------------------------ main
 
 def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | None = None,
@@ -260,7 +222,8 @@ def plan_main(argv=None) -> int:
         path = Path(args.out_dir) / f"{profile}.json"
         if not path.is_file():
             parser.exit(2, f"repro plan --check: {path} does not exist (run `repro plan` first)\n")
-        print(render_check(check(json.loads(path.read_text()))))
+        from repro import compare   # the estimate-vs-actual table is part of the comparison
+        print(compare.render_cost(compare.cost_rows(path, Path("models"), Path("reports/metrics"))))
         return 0
     try:
         plan = make_plan(args.params, args.profile, args.gpu, args.steps, args.probe_batch, args.bandwidth)
