@@ -80,7 +80,7 @@ def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = 3, bat
     return _timed(step, steps, device)
 
 
-def eval_image_seconds(cfg: RunConfig, device: torch.device, batches: int = 2) -> float:
+def eval_image_seconds(cfg: RunConfig, device: torch.device, batches: int = 1) -> float:
     """Seconds of inference per box (flip test included when configured) at eval.batch_size."""
     (w, h) = cfg.codec.input_size
     model = build_cpm(cfg.model).to(device).eval()

@@ -91,4 +91,5 @@ def test_estimate_is_within_2x_of_a_tiny_measured_training_run(tmp_path, monkeyp
     estimate = plan.train_seconds(cfg, timings, plan.data_sizes(cfg, plan.read_table(), timings), world=1)
     measured = train.train(cfg, tmp_path / "run", resume=False, track=False)["wall_time_s"]
     ratio = measured / estimate["seconds"]
+    print(f"estimate {estimate['seconds']:.1f} s, measured {measured:.1f} s, ratio {ratio:.3f}")   # shown by -rA
     assert 0.5 <= ratio <= 2.0, f"estimate {estimate['seconds']:.1f} s, measured {measured:.1f} s"
