@@ -37,6 +37,9 @@ def test_train_estimate_follows_the_schedule_and_the_data_size():
     # num_workers 0 (smoke): loading 16 items at 0.01 s is paid in series with each step
     loaded = plan.train_seconds(cfg, fake_timings(step=1.0, image=0.5, item=0.01), sizes, world=1)
     assert loaded["seconds"] == pytest.approx(8 * 7 * 1.16 + 2 * 10 * 0.51)
+    # a probe at batch 8 (--probe-batch) scales linearly to the configured 16
+    halved = {**fake_timings(step=0.5, image=0.5), "batch": 8}
+    assert plan.train_seconds(cfg, halved, sizes, world=1)["seconds"] == 8 * 7 * 1.0 + 2 * 10 * 0.5
 
 
 def test_full_profile_on_a_named_gpu_uses_the_table_and_coco_sizes():
