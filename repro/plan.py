@@ -13,7 +13,6 @@ start-up. The DVC stage `plan` writes reports/plan/<profile>.json before trainin
 the measured times (models/<config>/metrics.json wall_time_s, reports/metrics/*.json eval_wall_time_s).
 """
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -160,7 +159,8 @@ def render(plan: dict, markdown: bool = False) -> str:
     from repro.gates import render as table
     rows = [[s["stage"], _duration(s["seconds"]), f"{s['seconds']:.1f}", s["devices"], f"{s['device_hours']:.4f}",
              s["basis"]] for s in plan["stages"]]
-    rows.append(["total", _duration(plan["total_s"]), f"{plan['total_s']:.1f}", "", f"{plan['total_device_hours']:.4f}", ""])
+    rows.append(["total", _duration(plan["total_s"]), f"{plan['total_s']:.1f}", "",
+                 f"{plan['total_device_hours']:.4f}", ""])
     return table(("stage", "time", "seconds", "devices", "device-hours", "basis"), rows, markdown)
 
 

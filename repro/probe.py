@@ -11,6 +11,7 @@ the loop pays in series when num_workers is 0. Random tensors stand in for image
 the cost of a dense CNN does not depend on pixel values.
 """
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -145,6 +146,8 @@ def probe(cfg: RunConfig, device=None, steps: int = 3, batch: int | None = None)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     start = time.perf_counter()
     previous = torch.are_deterministic_algorithms_enabled()
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # as repro.train sets it
     torch.use_deterministic_algorithms(cfg.train.deterministic)   # as the run will (slower kernels on CUDA)
     try:
         step_s = train_step_seconds(cfg, device, steps, batch)
