@@ -359,6 +359,8 @@ def gate_main(argv=None) -> int:
     if args.summary:
         with open(args.summary, "a") as f:
             f.write("## Gates\n\n" + render_results(results, markdown=True) + "\n")
+            if equiv:
+                f.write("### Equivalence over retrains (seed ledger)\n\n" + render_equivalence(equiv, True) + "\n")
     mode = f"strict, required tiers {', '.join(required)}" if strict else "not strict"
     print(f"gate ({mode}): " + ("FAIL\n  " + "\n  ".join(problems) if problems else "pass"))
     return 1 if problems else 0

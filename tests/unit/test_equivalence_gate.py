@@ -47,8 +47,10 @@ def test_gate_reports_not_enough_seeds_and_fails_only_when_equivalence_is_requir
     assert gates.gate_main(argv) == 0   # the single run passes tier C; one seed is reported, not failed
     out = capsys.readouterr().out
     assert "Equivalence over retrains" in out and "not_enough_seeds" in out
-    assert gates.gate_main([*argv, "--require-equivalence"]) == 1
+    summary = tmp_path / "summary.md"
+    assert gates.gate_main([*argv, "--require-equivalence", "--summary", str(summary)]) == 1
     assert "C 256x192 equivalence: not_enough_seeds" in capsys.readouterr().out
+    assert "### Equivalence over retrains" in summary.read_text()
 
 
 def test_comparison_has_the_equivalence_section_and_mlflow_rows(tmp_path):
