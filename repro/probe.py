@@ -12,6 +12,7 @@ the cost of a dense CNN does not depend on pixel values.
 """
 import dataclasses
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -47,14 +48,17 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn, repeats: int, device: torch.device) -> float:
-    """Mean seconds of `fn()` over `repeats` calls after one untimed warm-up call."""
+    """Median seconds of `fn()` over `repeats` calls after one untimed warm-up call (the median, so that one
+    call slowed by another process on a shared machine does not set the estimate)."""
     fn()
-    _sync(device)
-    start = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
         fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = 3, batch: int | None = None) -> float:
