@@ -167,14 +167,15 @@ def render(plan: dict, markdown: bool = False) -> str:
 # ------------------------------------------------------------------------------------------------ main
 
 def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | None = None,
-              steps: int = 3, probe_batch: int | None = None, bandwidth_mb_s: float = DOWNLOAD_MB_S) -> dict:
+              steps: int | None = None, probe_batch: int | None = None,
+              bandwidth_mb_s: float = DOWNLOAD_MB_S) -> dict:
     """Resolve every config of the profile, time it (probe here, or the `gpu` table entry) and plan it.
 
     Args:
         params_path: params.yaml.
         profile: smoke | full (default: params.yaml's).
         gpu: a device of repro/throughput.yaml instead of probing this machine.
-        steps: timed training steps per config in the probe.
+        steps: timed training steps per config in the probe (default: repro.probe.PROBE_STEPS).
         probe_batch: probe at this batch instead of train.batch_per_gpu (scaled linearly; for a slow CPU).
         bandwidth_mb_s: assumed download speed of COCO.
 
@@ -192,6 +193,7 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
         timings = {name: device_timings(table, gpu, cfg) for name, cfg in cfgs.items()}
         return build_plan(cfgs, timings, first.train.gpus, table, f"{gpu} (throughput.yaml)", bandwidth_mb_s)
     from repro import launch, probe
+    steps = steps or probe.PROBE_STEPS
     timings = {name: probe.probe(cfg, steps=steps, batch=probe_batch) for name, cfg in cfgs.items()}
     if first.data.source == "synthetic":
         timings[first.name]["synthetic_image_s"] = probe.synthetic_image_seconds(first)
@@ -211,7 +213,7 @@ def plan_main(argv=None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", choices=config.PROFILES, help="default: params.yaml's profile")
     parser.add_argument("--gpu", help=f"a device of {THROUGHPUT_PATH.name} instead of probing this machine")
-    parser.add_argument("--steps", type=int, default=3, help="timed training steps per config (after a warm-up)")
+    parser.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
     parser.add_argument("--probe-batch", type=int, help="probe at this batch (scaled linearly to the configured one)")
     parser.add_argument("--bandwidth", type=float, default=DOWNLOAD_MB_S, help="MB/s assumed for the COCO download")
     parser.add_argument("--out-dir", default=str(PLAN_DIR))

@@ -23,6 +23,10 @@ from repro import evaluate, train
 from repro.config import RunConfig
 from repro.model import build_cpm
 
+# Timed training steps after the warm-up: their median is the estimate, so a step slowed by another process
+# on a shared machine does not set it (3 steps left the tiny-run ratio between 0.59 and 0.79 at load 9).
+PROBE_STEPS = 5
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 natively (CUDA bf16 support; on x86 CPUs avx512_bf16 or AMX)."""
@@ -61,8 +65,9 @@ def _timed(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = 3, batch: int | None = None) -> float:
-    """Seconds of one optimisation step of `cfg`'s model at `batch` (default: train.batch_per_gpu)."""
+def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = PROBE_STEPS,
+                       batch: int | None = None) -> float:
+    """Median seconds of one optimisation step of `cfg`'s model at `batch` (default: train.batch_per_gpu)."""
     batch = batch or cfg.train.batch_per_gpu
     (w, h), (hw, hh) = cfg.codec.input_size, cfg.codec.heatmap_size
     model = build_cpm(cfg.model).to(device).train()
@@ -134,7 +139,7 @@ def synthetic_image_seconds(cfg: RunConfig, images: int = 6) -> float:
         return (time.perf_counter() - start) / images
 
 
-def probe(cfg: RunConfig, device=None, steps: int = 3, batch: int | None = None) -> dict:
+def probe(cfg: RunConfig, device=None, steps: int = PROBE_STEPS, batch: int | None = None) -> dict:
     """Time `cfg` on `device` (default: CUDA if visible, else CPU).
 
     Args:

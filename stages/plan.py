@@ -1,6 +1,6 @@
 """DVC stage `plan`: the time and device-hours of every stage of the profile, estimated before training.
 
-Probes the configured model on this machine (a warm-up and 3 timed steps per config, a few seconds on the
+Probes the configured model on this machine (a warm-up and 5 timed steps per config, a few seconds on the
 smoke profile) and writes reports/plan/<profile>.json; `compare` puts it beside the measured times.
 
     python -m stages.plan
