@@ -8,6 +8,7 @@
     repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
+    repro plan [--profile full] [--gpu NAME] [--check]   # time and device-hours per stage, before a run
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -104,8 +105,13 @@ def _drift(argv) -> int:
     return gates.drift_main(argv)
 
 
+def _plan(argv) -> int:
+    from repro import plan
+    return plan.plan_main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline}
+DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan}
 
 
 def _dispatch(argv: list):

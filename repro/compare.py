@@ -5,6 +5,8 @@
 Writes, under `out_dir` (reports/):
     comparison.md                    per config and tier: metric, published/expected, measured, delta,
                                      tolerance, verdict; which tiers ran and which did not, and why
+                                     + equivalence over retrains (seed ledger, TOST) and the cost
+                                     estimate (reports/plan/<profile>.json) beside the measured times
     comparison.json                  DVC metrics: the same numbers (4 dp) and verdicts, nested
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
@@ -17,6 +19,8 @@ a run behind the curve mid-schedule can still end within the tier-C tolerance, w
 """
 import csv
 import io
+import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -52,12 +56,15 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     results = gates.evaluate(inputs)
     required = gates.required_tiers(profile)
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
+    add_equivalence(summary, gates.equivalences(inputs, required))
+    summary["cost"] = cost_rows(out_dir / "plan" / f"{profile}.json", Path(models_dir), Path(metrics_dir))
     names = list(inputs.published["models"])
     histories = val_histories(Path(models_dir), names)
     summary["learning_curve"] = learning_curves(histories, names, profile, inputs.published, Path(models_dir))
     with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
         atomic.write_json(out_dir / "comparison.json", summary)
-        atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published))
+        atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published) +
+                          extra_sections(summary, out_dir / "plan" / f"{profile}.json"))
         write_val_ap(out_dir / "plots", histories)
         write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
         write_learning_curve(out_dir / "plots", summary["learning_curve"])
@@ -119,6 +126,73 @@ def markdown(results, summary: dict, published: dict) -> str:
     for tier, tol in published["tolerances"].items():
         out.append(f"- **{tier}** ({tol['title']}): {tol['justification']}")
     out.append("\nPlots: `plots/val_ap.png`, `plots/published_vs_measured.png`, `plots/learning_curve.png`.\n")
+    return "\n".join(out)
+
+
+def add_equivalence(summary: dict, rows: list) -> None:
+    """summary["equivalence"] (the seed-ledger TOST rows) and, per tier and config, an AP_seed_mean result
+    row (mean AP over the ledger's seeds vs the reference), which the MLflow compare run logs as a metric."""
+    summary["equivalence"] = rows
+    for e in rows:
+        delta = None if e["mean"] is None or e["reference"] is None else e["mean"] - e["reference"]
+        summary["results"].setdefault(e["tier"], {}).setdefault(e["config"], {})["AP_seed_mean"] = {
+            "expected": _round(e["reference"]), "measured": _round(e["mean"]), "delta": _round(delta),
+            "tolerance": "TOST" if e["margin"] is None else f"TOST ±{e['margin']:.4f}", "verdict": e["verdict"]}
+
+
+def actual_seconds(stage: str, models_dir, metrics_dir) -> float | None:
+    """The measured wall time of a stage after a run, or None when it was not recorded."""
+    kind, _, name = stage.partition("@")
+    if kind == "train":
+        path, key = Path(models_dir) / name / "metrics.json", "wall_time_s"
+    elif kind in ("evaluate", "evaluate_published"):
+        tag = name if kind == "evaluate" else f"published_{name}"
+        path, key = Path(metrics_dir) / f"{tag}.json", "eval_wall_time_s"
+    else:
+        return None
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def cost_rows(plan_path: Path, models_dir: Path, metrics_dir: Path) -> list:
+    """[{"stage", "estimate_s", "actual_s", "ratio"}] per stage of the plan `repro plan` wrote at plan_path
+    (ratio = actual / estimate; None where unknown); [] when there is no plan."""
+    if not plan_path.is_file():
+        return []
+    rows = []
+    for s in json.loads(plan_path.read_text())["stages"]:
+        actual = actual_seconds(s["stage"], models_dir, metrics_dir)
+        ratio = actual / s["seconds"] if actual is not None and s["seconds"] > 0 else None
+        rows.append({"stage": s["stage"], "estimate_s": s["seconds"], "actual_s": actual,
+                     "ratio": None if ratio is None else round(ratio, 3)})
+    return rows
+
+
+def render_cost(rows: list, markdown: bool = False) -> str:
+    """The estimate-vs-actual table."""
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    return gates.render(("stage", "estimate s", "actual s", "actual / estimate"),
+                 [[r["stage"], fmt(r["estimate_s"], ".1f"), fmt(r["actual_s"], ".1f"), fmt(r["ratio"], ".3f")]
+                  for r in rows], markdown)
+
+
+def extra_sections(summary: dict, plan_path: Path) -> str:
+    """comparison.md: equivalence over retrains (seed ledger) and the cost estimate beside the actual."""
+    out = ["\n## Equivalence over retrains (seed ledger)\n",
+           f"Mean AP of every retrain recorded in `reports/ledger/` against the reference, two one-sided t tests "
+           f"at alpha {gates.EQUIVALENCE_ALPHA} (equivalent when the 90% CI lies within reference ± margin); "
+           f"fewer than 2 seeds: not_enough_seeds. Reported beside the single-run verdicts above.\n"]
+    out.append(gates.render_equivalence(summary["equivalence"], markdown=True) if summary["equivalence"]
+               else "(no ledger tier for this profile)\n")
+    out.append("\n## Cost: estimate (`repro plan`) vs actual\n")
+    if summary["cost"]:
+        out.append(f"Estimate: `{plan_path}`. Actual: wall time recorded by each stage.\n")
+        out.append(render_cost(summary["cost"], markdown=True))
+    else:
+        out.append(f"**not run**: {plan_path} does not exist (`repro plan` or the DVC stage `plan` writes it)\n")
     return "\n".join(out)
 
 

@@ -1,6 +1,7 @@
 """Gates: measured metrics against the published table (tiers A, C) and the smoke baseline (tier S).
 
     repro gate [--strict] [--tier A C S]     # table of every check; exit 1 on a failure
+    repro gate --tier C [--require-equivalence]   # + TOST over the seed ledger's retrains (reports/ledger)
     repro drift [--rev REV]                  # `dvc metrics diff`-style table against the smoke baseline
     repro baseline --seeds 0 1 2             # rerun the smoke pipeline per seed, write the baseline
 
@@ -15,6 +16,7 @@ Strict mode (--strict or REPRO_STRICT_GATES=1) fails when a required tier did no
 are --tier, else REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -365,6 +367,8 @@ def gate_main(argv=None) -> int:
     parser.add_argument("--strict", action="store_true", help=f"or {STRICT_ENV}=1")
     parser.add_argument("--tier", nargs="+", choices=TIERS, help="the tiers to check (and require)")
     parser.add_argument("--summary", help="append the markdown table here (e.g. $GITHUB_STEP_SUMMARY)")
+    parser.add_argument("--require-equivalence", action="store_true",
+                        help="also fail unless the seed ledger's mean AP is TOST-equivalent (tiers C, S)")
     args = parser.parse_args(argv)
     inputs = load_inputs(args.metrics_dir, args.published, args.baseline)
     required = required_tiers(current_profile(args.params), args.tier)
@@ -372,9 +376,18 @@ def gate_main(argv=None) -> int:
     strict = strict_enabled(args.strict)
     problems = failures(results, required, strict, inputs.published["tolerances"]["C"]["suspect_fails"])
     print(render_results(results))
+    equiv = equivalences(inputs, args.tier or required)
+    if equiv:
+        print(f"\nEquivalence over retrains (seed ledger, TOST at alpha {EQUIVALENCE_ALPHA}):")
+        print(render_equivalence(equiv))
+    if args.require_equivalence:
+        problems += [f"{e['tier']} {e['config']} equivalence: {e['verdict']}" for e in equiv
+                     if e["verdict"] != "equivalent"]
     if args.summary:
         with open(args.summary, "a") as f:
             f.write("## Gates\n\n" + render_results(results, markdown=True) + "\n")
+            if equiv:
+                f.write("### Equivalence over retrains (seed ledger)\n\n" + render_equivalence(equiv, True) + "\n")
     mode = f"strict, required tiers {', '.join(required)}" if strict else "not strict"
     print(f"gate ({mode}): " + ("FAIL\n  " + "\n  ".join(problems) if problems else "pass"))
     return 1 if problems else 0
@@ -467,3 +480,63 @@ def baseline_main(argv, run_smoke) -> int:
     print(f"wrote {inputs.baseline_path} ({', '.join(precisions)}, seeds {sorted(set(args.seeds))}); "
           f"review the diff and commit it")
     return 0
+
+
+# ------------------------------------------------------------------------- seed ledger: equivalence (C, S)
+# Over N retrains (reports/ledger, repro/ledger.py): TOST of the mean AP against the tier's reference.
+LEDGER_PROFILES = {"C": "full", "S": "smoke"}
+EQUIVALENCE_ALPHA = 0.05
+
+
+def equivalence_reference(tier: str, name: str, inputs: GateInputs) -> tuple:
+    """(reference AP, margin, what the reference is): tier C the published AP ± tolerances.C.ap_below;
+    tier S the smoke baseline's mean AP ± its measured AP tolerance. (None, None, why) without one."""
+    if tier == "C":
+        return (inputs.published["models"][name]["results"]["AP"], inputs.published["tolerances"]["C"]["ap_below"],
+                "published AP")
+    entry = (inputs.baseline or {}).get("configs", {}).get(name)
+    if entry is None:
+        return None, None, f"no smoke baseline entry for {name} in {inputs.baseline_path}"
+    return entry["AP"]["mean"], entry["AP"]["tolerance"], f"smoke baseline mean ({inputs.baseline_path})"
+
+
+def equivalence(tier: str, name: str, inputs: GateInputs, ledger_dir=None) -> dict:
+    """TOST of the ledger's per-seed AP for `tier` and config `name` (ledger_dir default: beside metrics_dir).
+
+    Returns:
+        {"tier", "config", "ledger", "seeds", "reference_is", "n", "mean", "std", "reference", "margin",
+        "alpha", "ci_low", "ci_high", "p_value", "verdict"}; verdict not_enough_seeds below 2 seeds.
+    """
+    from repro import ledger, tost
+    ledger_dir = Path(ledger_dir) if ledger_dir else Path(inputs.metrics_dir).parent / "ledger"
+    path = ledger.ledger_path(ledger_dir, LEDGER_PROFILES[tier], name)
+    per_seed = ledger.values_by_seed(ledger.read(path))
+    reference, margin, what = equivalence_reference(tier, name, inputs)
+    head = {"tier": tier, "config": name, "ledger": str(path), "seeds": sorted(per_seed), "reference_is": what}
+    if reference is None:
+        return {**head, "n": len(per_seed), "mean": None, "std": None, "reference": None, "margin": None,
+                "alpha": EQUIVALENCE_ALPHA, "ci_low": None, "ci_high": None, "p_value": None, "verdict": "not_run"}
+    result = tost.tost(list(per_seed.values()), reference, margin, EQUIVALENCE_ALPHA)
+    return {**head, **dataclasses.asdict(result)}
+
+
+def equivalences(inputs: GateInputs, tiers=TIERS, names=None) -> list:
+    """`equivalence` for every ledger tier among `tiers` (C, S) and every config."""
+    names = list(names or inputs.published["models"])
+    return [equivalence(t, n, inputs) for t in tiers if t in LEDGER_PROFILES for n in names]
+
+
+EQUIVALENCE_COLUMNS = ("tier", "config", "seeds", "mean AP", "std", "reference", "margin",
+                       "90% CI", "p (TOST)", "verdict")
+
+
+def equivalence_cells(e: dict) -> list:
+    ci = "-" if e["ci_low"] is None else f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]"
+    p = "-" if e["p_value"] is None else f"{e['p_value']:.4f}"
+    return [e["tier"], e["config"], f"{len(e['seeds'])} {e['seeds']}", _fmt(e["mean"]), _fmt(e["std"]),
+            f"{_fmt(e['reference'])} ({e['reference_is']})", _fmt(e["margin"]), ci, p, e["verdict"]]
+
+
+def render_equivalence(rows: list, markdown: bool = False) -> str:
+    """The equivalence table (one row per tier and config)."""
+    return render(EQUIVALENCE_COLUMNS, [equivalence_cells(e) for e in rows], markdown)

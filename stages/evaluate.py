@@ -3,7 +3,8 @@
 --source trained: our checkpoint (models/<config>/best.pth). --source published: the mmpose checkpoint of
 this config, downloaded and sha256-verified into models/published/ (full profile only; in the smoke profile
 there is none to evaluate and the metrics file says so). Writes outputs/eval/<tag>/{predictions,metrics}.json,
-reports/metrics/<tag>.json (read by `compare`) and an MLflow run.
+reports/metrics/<tag>.json (read by `compare`) and an MLflow run; a trained model's metrics are also
+appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/ledger.py).
 
     python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth
     python -m stages.evaluate --config 256x192 --source published
@@ -11,9 +12,10 @@ reports/metrics/<tag>.json (read by `compare`) and an MLflow run.
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
-from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, machine, results, tracking
+from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, ledger, machine, results, tracking
 
 
 def main(argv=None):
@@ -36,10 +38,14 @@ def main(argv=None):
         from repro.download import fetch_published
         checkpoint = fetch_published(config.published()["models"][cfg.name], Path("models/published"),
                                      mirror=os.environ.get("REPRO_MIRROR"))
+    start = time.perf_counter()
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / tag)
-    record = results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint))
+    record = {**results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint)),
+              "eval_wall_time_s": round(time.perf_counter() - start, 3)}   # beside `repro plan`'s estimate
     tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
     results.write(out, record)
+    if args.source == "trained":   # one retrain more in the seed ledger (tier C / S equivalence)
+        ledger.append(ledger.LEDGER_DIR, record, config.published()["metric_names"])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
     commands = re.findall(r"(?m)^> (.*)$", done.stdout)
     assert commands == [
         "python -m stages.data",
+        "python -m stages.plan",
         "python -m stages.train --config 256x192 --out models/256x192",
         "python -m stages.train --config 384x288 --out models/384x288",
         "python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth",
