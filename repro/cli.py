@@ -8,6 +8,7 @@
     repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
+    repro diagnose A.json B.json --gt ANN.json [--out reports/diagnosis]   # where the AP went, A vs B
 
 Modules are imported per command, so `repro --help` stays fast.
 """
@@ -102,8 +103,13 @@ def _drift(argv) -> int:
     return gates.drift_main(argv)
 
 
+def _diagnose(argv) -> int:
+    from repro import diagnose
+    return diagnose.main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline}
+DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "diagnose": _diagnose}
 
 
 def main(argv=None):
