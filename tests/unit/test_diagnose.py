@@ -117,6 +117,21 @@ def test_jitter_lowers_the_keypoint_similarity_of_that_keypoint_only(gt_file):
     assert [ks[name] for name in POSE if name != "left_shoulder"] == pytest.approx([1.0] * (len(POSE) - 1))
 
 
+@pytest.mark.parametrize("ks,label", [(0.49, "miss"), (0.51, "jitter"), (0.84, "jitter"), (0.86, "good")])
+def test_keypoint_similarity_thresholds_are_the_toolkits(gt_file, ks, label):
+    coco_gt = diagnose.load_ground_truth(gt_file)
+    dets = perfect()
+    move(dets[1], "left_shoulder", 40, 30 + at_ks(ks, "left_shoulder"))
+    labels, own, _ = diagnose.classify(coco_gt, dets[1], 1)
+    assert own[K["left_shoulder"]] == pytest.approx(ks)
+    assert labels[K["left_shoulder"]] == label
+
+
+def test_keypoint_similarity_is_measured_against_the_matched_person_not_the_best_match(gt_file):
+    report = diagnose.analyse(diagnose.load_ground_truth(gt_file), planted("inversion"))
+    assert report["keypoint_ks"]["left_wrist"] == pytest.approx(2 / 3, abs=1e-3)   # person 1's is ~0
+
+
 @pytest.mark.parametrize("error,target", [("jitter", 0.85), ("miss", 0.5), ("inversion", 1.0)])
 def test_a_corrected_keypoint_lands_on_its_target_similarity(gt_file, error, target):
     coco_gt = diagnose.load_ground_truth(gt_file)
