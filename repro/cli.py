@@ -50,7 +50,8 @@ def _download_published(args):
 def _compare(args):
     from repro import compare, config
     cfg = config.load(args.params, profile=args.profile)
-    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
+    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
+                    eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
     print(Path("reports/comparison.md").read_text())
 
 

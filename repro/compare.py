@@ -8,6 +8,8 @@ Writes, under `out_dir` (reports/):
     comparison.json                  DVC metrics: the same numbers (4 dp) and verdicts, nested
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
+    diagnosis/<pair>/                with eval_dir: where the AP went between two prediction files
+                                     (repro/diagnose.py), also the "Diagnosis" section of comparison.md
 The checks themselves live in repro/gates.py; this module only collects and writes them.
 """
 import csv
@@ -28,7 +30,7 @@ def _round(value):
 
 
 def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates.PUBLISHED_PATH,
-            baseline_path=None) -> dict:
+            baseline_path=None, eval_dir=None, gt_path=None) -> dict:
     """Compare, write the reports and plots, and return the comparison.json content.
 
     Args:
@@ -38,6 +40,8 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
         profile: smoke | full; decides which tiers are required (see gates.required_tiers).
         published_path: repro/published.yaml.
         baseline_path: the smoke baseline; default published.yaml tolerances.S.baseline.
+        eval_dir: outputs/eval (<name>/predictions.json, published_<name>/...); None: no diagnosis.
+        gt_path: the val annotation file the predictions were evaluated on (with eval_dir).
 
     Returns:
         The summary written to comparison.json.
@@ -46,10 +50,14 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     inputs = gates.load_inputs(metrics_dir, published_path, baseline_path)
     results = gates.evaluate(inputs)
     required = gates.required_tiers(profile)
+    names = list(inputs.published["models"])
+    diagnosis = ""
+    if eval_dir is not None:   # first: it checks its input files before anything is written
+        from repro import diagnose   # imported here: diagnose imports this module's _save_png
+        diagnosis = "\n" + diagnose.pipeline_section(profile, names, eval_dir, gt_path, out_dir / "diagnosis")
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
     atomic.write_json(out_dir / "comparison.json", summary)
-    atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published))
-    names = list(inputs.published["models"])
+    atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published) + diagnosis)
     write_val_ap(out_dir / "plots", val_histories(Path(models_dir), names))
     write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
     return summary

@@ -357,13 +357,14 @@ def pipeline_pairs(profile: str, names, eval_dir) -> list[tuple[str, Path, Path]
 
 
 def pipeline_section(profile: str, names, eval_dir, gt_path, out_dir) -> str:
-    """The "Diagnosis" section of comparison.md: every pipeline pair diagnosed, written under out_dir/<pair>."""
+    """The "Diagnosis" section of comparison.md: every pipeline pair diagnosed (all read and checked before
+    anything is written), each written under out_dir/<pair>; out_dir/pairs.json lists the pairs."""
     pairs = pipeline_pairs(profile, names, eval_dir)
+    reports = [(name, diagnose(gt_path, a, b)) for name, a, b in pairs]
     atomic.write_json(Path(out_dir) / "pairs.json", [{"name": n, "a": str(a), "b": str(b)} for n, a, b in pairs])
-    if not pairs:
+    if not reports:
         return f"## Diagnosis\n\nNot run: no pair of prediction files under `{eval_dir}` (profile {profile}).\n"
-    return "\n".join(write_report(diagnose(gt_path, a, b), Path(out_dir) / name, f"Diagnosis: {name}")
-                     for name, a, b in pairs)
+    return "\n".join(write_report(report, Path(out_dir) / name, f"Diagnosis: {name}") for name, report in reports)
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,8 @@
 """DVC stage `compare`: every metrics file against the published table -> verdicts, reports, plots.
 
 Writes reports/comparison.md, reports/comparison.json (DVC metrics), reports/plots/ (DVC plot data
-and PNGs) and an MLflow run carrying the verdicts.
+and PNGs), reports/diagnosis/ (where the AP went between two prediction files, repro/diagnose.py) and an
+MLflow run carrying the verdicts, the report and the diagnosis plots.
 
     python -m stages.compare
 """
@@ -16,8 +17,11 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
-    summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
-    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"))
+    summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
+                              eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
+    plots = sorted(Path("reports/diagnosis").glob("*/keypoint_oks.png"))
+    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"),
+                            artifacts=[(p, f"diagnosis/{p.parent.name}") for p in plots])
 
 
 if __name__ == "__main__":
