@@ -84,8 +84,8 @@ def load_ground_truth(path) -> COCO:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise DiagnoseError(f"{path}: not a readable COCO keypoint annotation file ({type(e).__name__}: {e})") \
             from None
-    if not coco.getImgIds():
-        raise DiagnoseError(f"{path}: no images in the ground truth")
+    if not coco.getImgIds() or not any(c.get("keypoints") for c in coco.dataset.get("categories", [])):
+        raise DiagnoseError(f"{path}: not COCO keypoint ground truth (no images or no category with keypoints)")
     return coco
 
 
@@ -144,7 +144,8 @@ def ap_stats(coco_gt: COCO, results: list[dict], ignore_gt_ids=frozenset()) -> d
                 e["gtIgnore"][g] = 1
     _quiet(coco_eval.accumulate)
     _quiet(coco_eval.summarize)
-    return {size: max(float(coco_eval.stats[i]), 0.0) for size, i in SIZES.items()}   # -1: no GT of that size
+    return {size: None if coco_eval.stats[i] < 0 else float(coco_eval.stats[i])   # -1: no GT person that size
+            for size, i in SIZES.items()}
 
 
 def match(coco_gt: COCO, results: list[dict]) -> tuple[list, list, list]:
@@ -248,12 +249,12 @@ def analyse(coco_gt: COCO, results: list[dict]) -> dict:
         for error in KEYPOINT_ERRORS:
             if error in labels:
                 fixed[error][i] = corrected(results[i], coco_gt.anns[gt_id], labels, best, error)
-    recovered = {e: ap_stats(coco_gt, fixed[e])["all"] - base["all"] for e in KEYPOINT_ERRORS}
+    recovered = {e: _minus(ap_stats(coco_gt, fixed[e])["all"], base["all"]) for e in KEYPOINT_ERRORS}
     drop = set(background)
     without_fp = [r for i, r in enumerate(results) if i not in drop]
     ap_without_fp = ap_stats(coco_gt, without_fp)["all"]
-    recovered["background_fp"] = ap_without_fp - base["all"]
-    recovered["false_negative"] = ap_stats(coco_gt, without_fp, frozenset(missed))["all"] - ap_without_fp
+    recovered["background_fp"] = _minus(ap_without_fp, base["all"])
+    recovered["false_negative"] = _minus(ap_stats(coco_gt, without_fp, frozenset(missed))["all"], ap_without_fp)
     return {"ap": base, "matched": len(pairs),
             "errors": {**counts, "background_fp": len(background), "false_negative": len(missed)},
             "ap_recovered": recovered,
@@ -273,12 +274,17 @@ def diagnose(gt_path, a_path, b_path) -> dict:
     for row in losses:
         row["loss"] = row["oks_a"] - row["oks_b"]
     losses = [r for r in sorted(losses, key=lambda r: (-r["loss"], r["gt_id"])) if r["loss"] > 0][:TOP_LOSSES]
-    diff = {section: {k: b[section][k] - a[section][k] for k in a[section]}
+    diff = {section: {k: _minus(b[section][k], a[section][k]) for k in a[section]}
             for section in ("ap", "errors", "ap_recovered", "keypoint_ks")}
     for side in (a, b):
         del side["instance_oks"]   # per person: only the largest losses are reported
     return _rounded({"gt": str(gt_path), "a": str(a_path), "b": str(b_path), "a_report": a, "b_report": b,
                      "difference": diff, "largest_losses": losses})
+
+
+def _minus(x, y):
+    """x - y, or None where either is None (an AP over no GT person)."""
+    return None if x is None or y is None else x - y
 
 
 def _rounded(value):
@@ -293,7 +299,8 @@ def _rounded(value):
 
 def _table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]) + "\n"
+    rows = [["n/a" if c is None else str(c) for c in row] for row in rows]   # None: an AP over no GT person
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def markdown(report: dict, title: str = "Diagnosis", plot: str = "keypoint_oks.png") -> str:

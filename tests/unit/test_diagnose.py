@@ -105,7 +105,7 @@ def test_a_planted_error_is_found_alone_and_only_its_fix_recovers_ap(gt_file, er
 def test_perfect_detections_have_no_errors_and_full_ap(gt_file):
     report = diagnose.analyse(diagnose.load_ground_truth(gt_file), list(perfect().values()))
     assert report["errors"] == {**dict.fromkeys(diagnose.ERRORS, 0), "good": 3 * len(POSE)}
-    assert report["ap"]["all"] == pytest.approx(1.0)
+    assert report["ap"] == {"all": pytest.approx(1.0), "medium": None, "large": pytest.approx(1.0)}  # no medium
     assert report["keypoint_ks"]["left_shoulder"] == pytest.approx(1.0)
 
 
@@ -198,3 +198,20 @@ def test_bad_results_give_one_line_naming_the_file(gt_file, tmp_path, capsys, co
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(bad) in err and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_ground_truth_that_is_not_coco_keypoints_gives_one_line(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}))
+    results = write(tmp_path / "r.json", [])
+    assert cli.main(["diagnose", str(results), str(results), "--gt", str(gt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(gt) in err and "no category with keypoints" in err
+
+
+def test_an_empty_result_file_misses_every_person(gt_file, tmp_path):
+    report = diagnose.diagnose(gt_file, write(tmp_path / "a.json", list(perfect().values())),
+                               write(tmp_path / "b.json", []))
+    assert report["b_report"]["ap"]["all"] == 0.0
+    assert report["b_report"]["errors"]["false_negative"] == len(PEOPLE)
+    assert len(report["largest_losses"]) == len(PEOPLE)
