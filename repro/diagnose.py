@@ -15,7 +15,7 @@ pycocotools/cocoanalyze.py, Params.setKpParams, _find_kpt_errors; analysisAPI/er
 - Matching: detections are matched to ground truth (GT) people by pycocotools' greedy matching at OKS 0.1
   (`oksLocThrs = .1`); a matched pair's keypoints are analysed, an unmatched detection is a background
   false positive, an unmatched GT person (not crowd, num_keypoints > 0) a false negative.
-- ks of a keypoint: exp(-d^2 / (2 sigma)^2 / area / 2) (COCO sigmas, GT area), computed against the same
+- ks of a keypoint: exp(-d^2 / (2 sigma)^2 / area / 2) (COCO sigmas, that GT's area), against the same
   keypoint of every GT person in the image and of their left/right-flipped versions; the best one decides
   (`jitterKsThrs = [.5, .85]`), for each keypoint the matched GT has labelled (v > 0):
     good       best ks >= 0.85 on the matched person's own keypoint
@@ -119,8 +119,9 @@ def _finite(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def _evaluated(coco_gt: COCO, results: list[dict], oks_thrs=None) -> COCOeval:
-    """COCOeval (keypoints, COCO defaults unless `oks_thrs`) after evaluate(); result i gets id i + 1."""
+def _evaluated(coco_gt: COCO, results: list[dict], oks_thrs=None, all_sizes_only=False) -> COCOeval:
+    """COCOeval (keypoints, COCO defaults unless `oks_thrs`; only the "all" size range if `all_sizes_only`:
+    a third of the work) after evaluate(); result i gets id i + 1."""
     if results:
         coco_dt = _quiet(coco_gt.loadRes, [dict(r) for r in results])
     else:   # loadRes cannot take an empty list
@@ -131,21 +132,30 @@ def _evaluated(coco_gt: COCO, results: list[dict], oks_thrs=None) -> COCOeval:
     coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
     if oks_thrs is not None:
         coco_eval.params.iouThrs = np.array(oks_thrs)
+    if all_sizes_only:
+        coco_eval.params.areaRng, coco_eval.params.areaRngLbl = coco_eval.params.areaRng[:1], ["all"]
     _quiet(coco_eval.evaluate)
     return coco_eval
 
 
-def ap_stats(coco_gt: COCO, results: list[dict], ignore_gt_ids=frozenset()) -> dict:
-    """AP per person size ({"all", "medium", "large"}), with the GT people in `ignore_gt_ids` ignored."""
+def ap_stats(coco_gt: COCO, results: list[dict]) -> dict:
+    """AP per person size ({"all", "medium", "large"}; None where there is no GT person of that size)."""
     coco_eval = _evaluated(coco_gt, results)
+    _quiet(coco_eval.accumulate)
+    _quiet(coco_eval.summarize)
+    return {size: None if coco_eval.stats[i] < 0 else float(coco_eval.stats[i]) for size, i in SIZES.items()}
+
+
+def ap_all(coco_gt: COCO, results: list[dict], ignore_gt_ids=frozenset()) -> float | None:
+    """AP over all sizes (= COCOeval.stats[0]) with the GT people in `ignore_gt_ids` ignored."""
+    coco_eval = _evaluated(coco_gt, results, all_sizes_only=True)
     for e in filter(None, coco_eval.evalImgs):
         for g, gt_id in enumerate(e["gtIds"]):
             if gt_id in ignore_gt_ids:
                 e["gtIgnore"][g] = 1
     _quiet(coco_eval.accumulate)
-    _quiet(coco_eval.summarize)
-    return {size: None if coco_eval.stats[i] < 0 else float(coco_eval.stats[i])   # -1: no GT person that size
-            for size, i in SIZES.items()}
+    precision = coco_eval.eval["precision"][:, :, 0, 0, -1]    # (OKS thresholds, recalls): one class, size, maxDets
+    return float(precision[precision > -1].mean()) if (precision > -1).any() else None
 
 
 def match(coco_gt: COCO, results: list[dict]) -> tuple[list, list, list]:
@@ -155,12 +165,9 @@ def match(coco_gt: COCO, results: list[dict]) -> tuple[list, list, list]:
         (pairs [(result index, GT id)], background FP result indices, false-negative GT ids). A detection
         matched to a crowd or keypoint-less GT person is in neither list (pycocotools ignores it).
     """
-    coco_eval = _evaluated(coco_gt, results, [LOC_OKS])
-    all_sizes = coco_eval.params.areaRng[0]
+    coco_eval = _evaluated(coco_gt, results, [LOC_OKS], all_sizes_only=True)
     pairs, background, missed = [], [], []
     for e in filter(None, coco_eval.evalImgs):
-        if e["aRng"] != all_sizes:
-            continue
         for d, dt_id in enumerate(e["dtIds"]):
             gt_id = int(e["dtMatches"][0][d])
             if not gt_id:
@@ -249,12 +256,12 @@ def analyse(coco_gt: COCO, results: list[dict]) -> dict:
         for error in KEYPOINT_ERRORS:
             if error in labels:
                 fixed[error][i] = corrected(results[i], coco_gt.anns[gt_id], labels, best, error)
-    recovered = {e: _minus(ap_stats(coco_gt, fixed[e])["all"], base["all"]) for e in KEYPOINT_ERRORS}
+    recovered = {e: _minus(ap_all(coco_gt, fixed[e]), base["all"]) for e in KEYPOINT_ERRORS}
     drop = set(background)
     without_fp = [r for i, r in enumerate(results) if i not in drop]
-    ap_without_fp = ap_stats(coco_gt, without_fp)["all"]
+    ap_without_fp = ap_all(coco_gt, without_fp)
     recovered["background_fp"] = _minus(ap_without_fp, base["all"])
-    recovered["false_negative"] = _minus(ap_stats(coco_gt, without_fp, frozenset(missed))["all"], ap_without_fp)
+    recovered["false_negative"] = _minus(ap_all(coco_gt, without_fp, frozenset(missed)), ap_without_fp)
     return {"ap": base, "matched": len(pairs),
             "errors": {**counts, "background_fp": len(background), "false_negative": len(missed)},
             "ap_recovered": recovered,

@@ -94,6 +94,7 @@ def write(path, results):
 def test_a_planted_error_is_found_alone_and_only_its_fix_recovers_ap(gt_file, error):
     coco_gt = diagnose.load_ground_truth(gt_file)
     report = diagnose.analyse(coco_gt, planted(error))
+    assert diagnose.ap_all(coco_gt, planted(error)) == pytest.approx(report["ap"]["all"])   # = COCOeval.stats[0]
     found = {e: n for e, n in report["errors"].items() if e != "good" and n}
     assert found == {error: 1}
     assert report["ap"]["all"] < 1.0
