@@ -265,7 +265,8 @@ def analyse(coco_gt: COCO, results: list[dict]) -> dict:
     return {"ap": base, "matched": len(pairs),
             "errors": {**counts, "background_fp": len(background), "false_negative": len(missed)},
             "ap_recovered": recovered,
-            "keypoint_ks": dict(zip(KEYPOINT_NAMES, (ks_sum / np.maximum(ks_n, 1)).tolist())),
+            "keypoint_ks": {name: float(t / n) if n else None   # None: labelled in no matched pair
+                            for name, t, n in zip(KEYPOINT_NAMES, ks_sum, ks_n)},
             "instance_oks": instance_oks}
 
 
@@ -340,7 +341,8 @@ def plot_keypoints(report: dict, path: Path):
     ax = fig.add_subplot()
     xs = np.arange(NUM_KEYPOINTS)
     for offset, side, label in ((-0.2, "a_report", "A"), (0.2, "b_report", "B")):
-        ax.bar(xs + offset, [report[side]["keypoint_ks"][k] for k in KEYPOINT_NAMES], width=0.4, label=label)
+        values = [report[side]["keypoint_ks"][k] for k in KEYPOINT_NAMES]
+        ax.bar(xs + offset, [np.nan if v is None else v for v in values], width=0.4, label=label)
     ax.set_xticks(xs, KEYPOINT_NAMES, rotation=60, ha="right", fontsize=8)
     ax.set(ylabel="mean keypoint similarity", ylim=(0, 1), title="Keypoint similarity of matched detections")
     ax.legend()

@@ -116,6 +116,7 @@ def test_jitter_lowers_the_keypoint_similarity_of_that_keypoint_only(gt_file):
     # person 1 of 3 has its left shoulder at ks 0.6: mean (0.6 + 1 + 1) / 3
     assert ks["left_shoulder"] == pytest.approx((0.6 + 2) / 3)
     assert [ks[name] for name in POSE if name != "left_shoulder"] == pytest.approx([1.0] * (len(POSE) - 1))
+    assert ks["nose"] is None                  # labelled in no GT person: no number, not 0
 
 
 @pytest.mark.parametrize("ks,label", [(0.49, "miss"), (0.51, "jitter"), (0.84, "jitter"), (0.86, "good")])
