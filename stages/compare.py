@@ -7,6 +7,7 @@ MLflow run carrying the verdicts, the report and the diagnosis plots.
     python -m stages.compare
 """
 import argparse
+import json
 from pathlib import Path
 
 from repro import compare, config, tracking
@@ -19,9 +20,9 @@ def main(argv=None):
     cfg = config.load(args.params)
     summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
                               eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
-    plots = sorted(Path("reports/diagnosis").glob("*/keypoint_oks.png"))
-    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"),
-                            artifacts=[(p, f"diagnosis/{p.parent.name}") for p in plots])
+    pairs = [p["name"] for p in json.loads(Path("reports/diagnosis/pairs.json").read_text())]   # this run's
+    plots = [(Path("reports/diagnosis", name, "keypoint_oks.png"), f"diagnosis/{name}") for name in pairs]
+    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), artifacts=plots)
 
 
 if __name__ == "__main__":
