@@ -9,6 +9,7 @@
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
     repro plan [--profile full] [--gpu NAME] [--check]   # time and device-hours per stage, before a run
+    repro diagnose A.json B.json --gt ANN.json [--out reports/diagnosis]   # where the AP went, A vs B
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -51,7 +52,8 @@ def _download_published(args):
 def _compare(args):
     from repro import compare, config
     cfg = config.load(args.params, profile=args.profile)
-    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
+    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
+                    eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
     print(Path("reports/comparison.md").read_text())
 
 
@@ -110,8 +112,14 @@ def _plan(argv) -> int:
     return plan.plan_main(argv)
 
 
+def _diagnose(argv) -> int:
+    from repro import diagnose
+    return diagnose.main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan}
+DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan,
+             "diagnose": _diagnose}
 
 
 def _dispatch(argv: list):

@@ -12,6 +12,8 @@ Writes, under `out_dir` (reports/):
     plots/published_vs_measured.csv + .png
     plots/learning_curve.csv + .png  each validation of the run against the reference training curve
                                      (repro/curve.py), flagged where it is more than the band below
+    diagnosis/<pair>/                with eval_dir: where the AP went between two prediction files
+                                     (repro/diagnose.py), also the "Diagnosis" section of comparison.md
 as one set (repro.atomic.all_or_none): all of them are replaced, or none.
 The checks themselves live in repro/gates.py and repro/curve.py; this module only collects and writes them.
 The learning-curve flags are reported (comparison.md section, comparison.json `learning_curve`), not gated:
@@ -37,7 +39,7 @@ def _round(value):
 
 
 def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates.PUBLISHED_PATH,
-            baseline_path=None) -> dict:
+            baseline_path=None, eval_dir=None, gt_path=None) -> dict:
     """Compare, write the reports and plots, and return the comparison.json content.
 
     Args:
@@ -47,6 +49,8 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
         profile: smoke | full; decides which tiers are required (see gates.required_tiers).
         published_path: repro/published.yaml.
         baseline_path: the smoke baseline; default published.yaml tolerances.S.baseline.
+        eval_dir: outputs/eval (<name>/predictions.json, published_<name>/...); None: no diagnosis.
+        gt_path: the val annotation file the predictions were evaluated on (with eval_dir).
 
     Returns:
         The summary written to comparison.json.
@@ -55,16 +59,20 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     inputs = gates.load_inputs(metrics_dir, published_path, baseline_path)
     results = gates.evaluate(inputs)
     required = gates.required_tiers(profile)
+    names = list(inputs.published["models"])
+    diagnosis = ""
+    if eval_dir is not None:   # first: it checks its input files before anything is written
+        from repro import diagnose   # imported here: diagnose imports this module's _save_png
+        diagnosis = "\n" + diagnose.pipeline_section(profile, names, eval_dir, gt_path, out_dir / "diagnosis")
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
     add_equivalence(summary, gates.equivalences(inputs, required))
     summary["cost"] = cost_rows(out_dir / "plan" / f"{profile}.json", Path(models_dir), Path(metrics_dir))
-    names = list(inputs.published["models"])
     histories = val_histories(Path(models_dir), names)
     summary["learning_curve"] = learning_curves(histories, names, profile, inputs.published, Path(models_dir))
     with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
         atomic.write_json(out_dir / "comparison.json", summary)
         atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published) +
-                          extra_sections(summary, out_dir / "plan" / f"{profile}.json"))
+                          extra_sections(summary, out_dir / "plan" / f"{profile}.json") + diagnosis)
         write_val_ap(out_dir / "plots", histories)
         write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
         write_learning_curve(out_dir / "plots", summary["learning_curve"])

@@ -372,10 +372,11 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str:
     return tracker.run_id
 
 
-def log_comparison(cfg, summary: dict, report_path, also=None) -> str:
+def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> str:
     """The comparison as an MLflow run: overall and per-tier verdicts as tags, measured values and deltas
-    as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact; `also`,
-    if given, is called with the run's Tracker before it ends (the caller's own metrics and artifacts)."""
+    as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact, each
+    (file, artifact directory) of `artifacts` (the diagnosis plots); `also`, if given, is called with the
+    run's Tracker before it ends (the caller's own metrics and artifacts)."""
     tags = {"repro.pipeline": pipeline_group_id(), "repro.profile": cfg.profile, "repro.stage": "compare",
             "repro.verdict": summary["verdict"],
             **{f"repro.verdict.{tier}.{name}": entry["verdict"]
@@ -392,6 +393,8 @@ def log_comparison(cfg, summary: dict, report_path, also=None) -> str:
                     metrics[f"{tier}/{name}/{metric}/delta"] = row["delta"]
     tracker.log_metrics(metrics, step=0)
     tracker.log_artifact(report_path)
+    for path, artifact_dir in artifacts:
+        tracker.log_artifact(path, artifact_dir)
     tracker.log_text(json.dumps(summary, indent=2) + "\n", "comparison.json")
     if also is not None:
         also(tracker)

@@ -1,11 +1,13 @@
 """DVC stage `compare`: every metrics file against the published table -> verdicts, reports, plots.
 
 Writes reports/comparison.md, reports/comparison.json (DVC metrics), reports/plots/ (DVC plot data
-and PNGs) and an MLflow run carrying the verdicts.
+and PNGs), reports/diagnosis/ (where the AP went between two prediction files, repro/diagnose.py) and an
+MLflow run carrying the verdicts, the report and the diagnosis plots.
 
     python -m stages.compare
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -17,8 +19,11 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
-    summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
-    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), also=lambda tracker:
+    summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
+                              eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
+    pairs = [p["name"] for p in json.loads(Path("reports/diagnosis/pairs.json").read_text())]   # this run's
+    plots = [(Path("reports/diagnosis", name, "keypoint_oks.png"), f"diagnosis/{name}") for name in pairs]
+    tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), artifacts=plots, also=lambda tracker:
                             compare.log_learning_curve(tracker, summary["learning_curve"], Path("reports/plots")))
 
 

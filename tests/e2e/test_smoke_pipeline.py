@@ -50,6 +50,10 @@ def test_comparison_is_written_and_the_smoke_gate_passes(pipeline):
     assert "not run" in (project / "reports/comparison.md").read_text()    # tiers A and C say why
     for png in ("val_ap.png", "published_vs_measured.png"):
         assert (project / "reports/plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Diagnosis: 256x192_vs_384x288" in (project / "reports/comparison.md").read_text()
+    diagnosis = json.loads((project / "reports/diagnosis/256x192_vs_384x288/diagnosis.json").read_text())
+    assert diagnosis["a_report"]["ap"]["all"] == pytest.approx(
+        json.loads((project / "reports/metrics/256x192.json").read_text())["AP"], abs=1e-4)
     done = run(repro_cmd("gate", "--strict"), project)
     assert "gate (strict, required tiers S): pass" in done.stdout
 
@@ -76,6 +80,8 @@ def test_mlflow_runs_of_one_repro_are_grouped_and_shown_in_the_ui(pipeline):
     assert wanted <= runs.keys(), sorted(runs)
     assert len({runs[n].data.tags["repro.pipeline"] for n in wanted}) == 1
     assert runs["compare-smoke"].data.tags["repro.verdict"] == "pass"
+    logged = [a.path for a in client.list_artifacts(runs["compare-smoke"].info.run_id, "diagnosis/256x192_vs_384x288")]
+    assert logged == ["diagnosis/256x192_vs_384x288/keypoint_oks.png"]
     ap = {n: runs[f"evaluate_{n}"].data.metrics["AP"] for n in NAMES}
     assert ap == {n: json.loads((project / f"reports/metrics/{n}.json").read_text())["AP"] for n in NAMES}
     mlflow_ui.assert_runs_shown(project / "mlflow.db", [f"evaluate_{n}" for n in NAMES], list(ap.values()))

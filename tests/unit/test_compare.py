@@ -7,6 +7,7 @@ import yaml
 
 from repro import baseline, compare, gates, machine
 
+from tests.unit.test_diagnose import gt_file  # noqa: F401  (fixture)
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
 from tests.unit.test_mmpose_log import log_text
 
@@ -188,3 +189,33 @@ def test_learning_curve_goes_to_the_compare_run(curve_tree):
     assert ("curve/256x192/reference", 30, 0.5) in tracker.metrics
     assert tracker.tags == {"repro.curve.256x192": "2 below band", "repro.curve.384x288": "not_run"}
     assert tracker.artifacts == [("learning_curve.png", "plots"), ("learning_curve.csv", "plots")]
+@pytest.mark.parametrize("profile,present,candidate,section", [
+    ("smoke", ("256x192", "384x288"), "384x288", "## Diagnosis: 256x192_vs_384x288"),           # two configs
+    ("full", ("published_256x192", "256x192", "384x288"), "256x192", "## Diagnosis: 256x192"),  # vs published
+])
+def test_comparison_md_diagnoses_the_pipeline_predictions(tree, gt_file, profile, present, candidate, section):
+    """A miss planted in the candidate's predictions (B) is found in its section; 384x288 has no published
+    predictions in the full case, so it has no section."""
+    from tests.unit.test_diagnose import perfect, planted
+    for name in present:
+        results = planted("miss") if name == candidate else perfect().values()
+        out = tree / "outputs/eval" / name / "predictions.json"
+        out.parent.mkdir(parents=True)
+        out.write_text(json.dumps(list(results)))
+    compare.compare(tree / "reports/metrics", tree / "models", tree / "reports", profile,
+                    baseline_path=tree / "reports/baselines/smoke.json", eval_dir=tree / "outputs/eval",
+                    gt_path=gt_file)
+    text = (tree / "reports/comparison.md").read_text()
+    assert text.count("## Diagnosis") == 1 and section in text
+    pair = section.split(": ")[1]
+    report = json.loads((tree / "reports/diagnosis" / pair / "diagnosis.json").read_text())
+    assert (report["a_report"]["errors"]["miss"], report["b_report"]["errors"]["miss"]) == (0, 1)
+    assert (tree / "reports/diagnosis" / pair / "keypoint_oks.png").is_file()
+
+
+def test_comparison_md_says_when_there_is_nothing_to_diagnose(tree, gt_file):
+    run_args = (tree / "reports/metrics", tree / "models", tree / "reports", "full")
+    compare.compare(*run_args, baseline_path=tree / "reports/baselines/smoke.json", eval_dir=tree / "outputs/eval",
+                    gt_path=gt_file)
+    assert "## Diagnosis\n\nNot run: no pair of prediction files" in (tree / "reports/comparison.md").read_text()
+    assert json.loads((tree / "reports/diagnosis/pairs.json").read_text()) == []
