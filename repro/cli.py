@@ -8,6 +8,7 @@
     repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
+    repro reference [--from-checkpoints A B] [--measure-noise]   # tier E's committed smoke reference
 
 Modules are imported per command, so `repro --help` stays fast.
 """
@@ -103,8 +104,14 @@ def _drift(argv) -> int:
     return gates.drift_main(argv)
 
 
+def _reference(argv) -> int:
+    from repro import reference
+    return reference.main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline}
+DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline,
+             "reference": _reference}
 
 
 def main(argv=None):
