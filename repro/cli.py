@@ -105,8 +105,8 @@ def _drift(argv) -> int:
 
 
 def _reference(argv) -> int:
-    from repro import reference
-    return reference.main(argv)
+    from repro import reference_build
+    return reference_build.main(argv)
 
 
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
