@@ -55,7 +55,8 @@ def diff(golden: list, new: list, keypoint_px: float, score_abs: float, max_list
     Returns:
         matched, only_golden, only_new (counts), num_keypoints (over matched instances), changed_keypoints
         (moved or score changed) and changed_fraction, moved_keypoints, max_keypoint_px,
-        max_keypoint_score_abs, max_score_abs, changed_instances, and first_changed: the first
+        max_keypoint_score_abs, max_score_abs, changed_instances (a keypoint or the instance score changed)
+        and changed_instance_fraction (of matched), and first_changed: the first
         `max_listed` changed instances in golden order ({image_id, bbox, keypoints {name: px}, score_delta}).
     """
     pairs, only_golden, only_new = _pairs(golden, new)
@@ -81,6 +82,7 @@ def diff(golden: list, new: list, keypoint_px: float, score_abs: float, max_list
             if len(out["first_changed"]) < max_listed:
                 out["first_changed"].append(_describe(g, n, moved, px, score_delta))
     out["changed_fraction"] = out["changed_keypoints"] / out["num_keypoints"] if out["num_keypoints"] else 0.0
+    out["changed_instance_fraction"] = out["changed_instances"] / len(pairs) if pairs else 0.0
     return out
 
 

@@ -57,3 +57,13 @@ def evaluate_entry(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
     if got != entry["sha256"]:
         raise ValueError(f"{entry['checkpoint']}: sha256 {got} is not the committed {entry['sha256']}")
     return evaluate.evaluate_checkpoint(cfg, Path(entry["checkpoint"]), Path(out_dir))
+
+
+def evaluate_record(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
+    """Tier E's metrics record: `evaluate_entry`'s metrics (source "reference") plus the predictions path
+    and the digests of the val data evaluated (cfg.data)."""
+    from repro import checkpoint, results
+    metrics = evaluate_entry(cfg, entry, out_dir)
+    record = results.metrics_record(cfg, metrics, "reference", entry["checkpoint"],
+                                    checkpoint.trained_precision(entry["checkpoint"]))
+    return {**record, "predictions": str(Path(out_dir) / "predictions.json"), "data": data_digests(cfg.data)}

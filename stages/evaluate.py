@@ -54,12 +54,7 @@ def evaluate_reference(cfg, out_dir: Path) -> dict:
                if cfg.profile != reference.PROFILE else f"{reference.INDEX} has no reference for {cfg.name}")
         return results.not_run_record(cfg, "reference", why)
     cfg = reference.eval_config(None, cfg.name, cfg.data.root, base=cfg)
-    entry = index["configs"][cfg.name]
-    metrics = reference.evaluate_entry(cfg, entry, out_dir)
-    record = results.metrics_record(cfg, metrics, "reference", entry["checkpoint"],
-                                    ckpt_io.trained_precision(entry["checkpoint"]))
-    record = {**record, "predictions": str(out_dir / "predictions.json"),
-              "data": reference.data_digests(cfg.data)}
+    record = reference.evaluate_record(cfg, index["configs"][cfg.name], out_dir)
     tracking.log_evaluation(f"evaluate_reference_{cfg.name}", cfg, record)
     return record
 

@@ -422,3 +422,11 @@ def test_tier_e_not_run_without_reference_or_smoke_record(tmp_path, published):
     assert "no reference for 384x288" in gates.evaluate_tier("E", "384x288", reference_inputs(tmp_path, published)).not_run
     write(tmp_path / "reference_256x192.json", {**reference_record(tmp_path), "profile": "full"})
     assert "needs profile 'smoke'" in gates.evaluate_tier("E", "256x192", reference_inputs(tmp_path, published)).not_run
+
+
+def test_tier_e_golden_diff_fails_on_a_changed_instance_score_alone(tmp_path, published):
+    rec = reference_record(tmp_path)
+    new = json.loads(open(rec["predictions"]).read())
+    new[0]["score"] += 0.05
+    write(tmp_path / "new.json", new)
+    assert verdicts(tier_e(tmp_path, published, rec))["golden"] == "fail"

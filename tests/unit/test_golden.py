@@ -80,3 +80,10 @@ def test_first_changed_is_capped(gold):
         r["score"] += 1
     d = golden.diff(gold, new, keypoint_px=0.01, score_abs=1e-4, max_listed=2)
     assert d["changed_instances"] == 3 and len(d["first_changed"]) == 2
+
+
+def test_changed_instance_fraction_counts_instance_scores(gold):
+    new = copy.deepcopy(gold)
+    new[0]["score"] += 0.01
+    d = diff(gold, new)
+    assert d["changed_fraction"] == 0.0 and d["changed_instance_fraction"] == pytest.approx(1 / 3)
