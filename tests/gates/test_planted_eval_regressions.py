@@ -1,9 +1,12 @@
 """Planted evaluation regressions (issue 10 item 5): each one, evaluated on the committed 256x192 smoke
-reference, makes tier E fail on any platform; the unplanted code passes (tests/gates/test_tier_e.py)."""
+reference, makes tier E fail on any platform; the unplanted code passes (tests/gates/test_tier_e.py).
+Five evaluations of the reference (about a minute of CPU): marked slow, so CI's slow run executes it."""
 import numpy as np
 import pytest
 
 from repro import codec, transforms
+
+pytestmark = pytest.mark.slow
 
 
 def _crop_half_pixel(monkeypatch):
