@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     names = list(config.read_params(args.params)["configs"])
     if args.from_checkpoints and len(args.from_checkpoints) != len(names):
         p.error(f"--from-checkpoints: need one checkpoint per config {names}")
+    missing = [c for c in args.from_checkpoints or [] if not Path(c).is_file()]
+    if missing:
+        p.error(f"--from-checkpoints: no such file: {', '.join(missing)}")
     if args.measure_noise:
         index = load_index()
         if index is None:
