@@ -10,6 +10,7 @@
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
     repro plan [--profile full] [--gpu NAME] [--check]   # time and device-hours per stage, before a run
     repro diagnose A.json B.json --gt ANN.json [--out reports/diagnosis]   # where the AP went, A vs B
+    repro reference [--from-checkpoints A B] [--measure-noise]   # tier E's committed smoke reference
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -117,9 +118,14 @@ def _diagnose(argv) -> int:
     return diagnose.main(argv)
 
 
+def _reference(argv) -> int:
+    from repro import reference_build
+    return reference_build.main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
 DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan,
-             "diagnose": _diagnose}
+             "diagnose": _diagnose, "reference": _reference}
 
 
 def _dispatch(argv: list):

@@ -9,11 +9,13 @@ Tiers (tolerances and their justification: repro/published.yaml `tolerances`):
     A  reports/metrics/published_<name>.json, the published checkpoint evaluated by us (profile full).
     C  reports/metrics/<name>.json from a full retrain (profile full).
     S  reports/metrics/<name>.json from the CPU smoke profile, against reports/baselines/smoke.json.
+    E  reports/metrics/reference_<name>.json, the committed smoke reference checkpoint evaluated by the code
+       under test (profile smoke), against reports/reference/smoke.json: stats, golden predictions, data.
 A tier with no metrics is "not_run" with its reason, never "pass". A metric that is missing or not a
 finite number (NaN, Inf) and a config the baseline lacks are failures in every tier, strict or not; a
 damaged metrics or baseline file (or a baseline entry without its stats) is an error naming the file.
 Strict mode (--strict or REPRO_STRICT_GATES=1) fails when a required tier did not run; the required tiers
-are --tier, else REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S; full: A and C).
+are --tier, else REPRO_GATE_TIERS (e.g. "A,C"), else the profile's own (smoke: S and E; full: A and C).
 """
 import argparse
 import dataclasses
@@ -27,9 +29,9 @@ from pathlib import Path
 from repro import atomic, baseline, machine
 from repro.errors import InputFileError
 
-TIERS = ("A", "C", "S")
+TIERS = ("A", "C", "S", "E")
 PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
-PROFILE_TIERS = {"smoke": ("S",), "full": ("A", "C")}
+PROFILE_TIERS = {"smoke": ("S", "E"), "full": ("A", "C")}
 STRICT_ENV = "REPRO_STRICT_GATES"
 TIERS_ENV = "REPRO_GATE_TIERS"
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
@@ -88,6 +90,8 @@ class GateInputs:
     baseline: dict | None = None
     baseline_path: str = "reports/baselines/smoke.json"
     platform: dict = field(default_factory=dict)
+    reference: dict | None = None
+    reference_path: str = "reports/reference/smoke.json"
 
 
 def load_inputs(metrics_dir=METRICS_DIR, published_path=PUBLISHED_PATH, baseline_path=None,
@@ -98,14 +102,17 @@ def load_inputs(metrics_dir=METRICS_DIR, published_path=PUBLISHED_PATH, baseline
     with open(published_path) as f:
         published = yaml.safe_load(f)
     baseline_path = str(baseline_path or published["tolerances"]["S"]["baseline"])
+    reference_path = str(published["tolerances"].get("E", {}).get("reference", "reports/reference/smoke.json"))
     return GateInputs(published=published, metrics_dir=Path(metrics_dir),
                       baseline=baseline.read(baseline_path, rev), baseline_path=baseline_path,
-                      platform=platform if platform is not None else machine.fingerprint())
+                      platform=platform if platform is not None else machine.fingerprint(),
+                      reference=read_record(reference_path), reference_path=reference_path)
 
 
 def metrics_path(metrics_dir, tier: str, name: str) -> Path:
     """The metrics file a tier reads for config `name`."""
-    return Path(metrics_dir) / (f"published_{name}.json" if tier == "A" else f"{name}.json")
+    prefix = {"A": "published_", "E": "reference_"}.get(tier, "")
+    return Path(metrics_dir) / f"{prefix}{name}.json"
 
 
 def read_record(path) -> dict | None:
@@ -134,10 +141,14 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
     want_profile, want_source = ("smoke", "trained") if tier == "S" else ("full", "trained")
     if tier == "A":
         want_source = "published"
+    if tier == "E":
+        want_profile, want_source = "smoke", "reference"
     why = _not_run_reason(tier, path, record, want_profile, want_source)
     if not why and tier == "S" and inputs.baseline is None:
         why = (f"no smoke baseline at {inputs.baseline_path}: create it with `repro baseline --seeds 0 1 2` "
                f"and commit it")
+    if not why and tier == "E":
+        why = reference_missing(name, inputs)
     if why:
         return TierResult(tier, name, str(path), not_run=why)
     if tier == "S":   # measured: the baseline entry of the precision this model trained in must hold it
@@ -151,6 +162,8 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
     tol = inputs.published["tolerances"][tier]
     if tier == "S":
         rows = tier_s_rows(name, record, entry, tol, inputs.platform)
+    elif tier == "E":
+        rows = tier_e_rows(name, record, inputs.reference, tol)
     else:
         expected = inputs.published["models"][name]["results"]
         check = tier_a_rows if tier == "A" else tier_c_rows
@@ -162,7 +175,8 @@ def _not_run_reason(tier, path, record, want_profile, want_source) -> str:
     if record is None:
         how = {"A": "the full profile: dvc exp run -S profile=full evaluate_published",
                "C": "a full retrain: dvc exp run -S profile=full",
-               "S": "the smoke pipeline: scripts/repro.sh"}[tier]
+               "S": "the smoke pipeline: scripts/repro.sh",
+               "E": "the smoke pipeline's evaluate_reference stage: dvc repro evaluate_reference"}[tier]
         return f"{path} does not exist (tier {tier} needs {how})"
     if record.get("status") == "not_run":
         return f"{path}: not run: {record.get('reason', 'no reason given')}"
@@ -251,6 +265,58 @@ def tier_s_rows(name: str, record: dict, base: dict, tol: dict, platform: dict) 
     if tol.get("exact_same_platform", True):
         rows.append(exact_seed_row(name, record, base, platform))
     return rows
+
+
+def reference_missing(name: str, inputs: GateInputs) -> str:
+    """Why tier E cannot check `name` against the committed reference ("" when it can)."""
+    if inputs.reference is None:
+        return f"{inputs.reference_path} does not exist (make it with `repro reference`)"
+    if name not in inputs.reference.get("configs", {}):
+        return f"{inputs.reference_path} has no reference for {name}"
+    return ""
+
+
+def tier_e_rows(name: str, record: dict, reference: dict, tol: dict) -> list:
+    """Each of the 10 stats within ±ap_abs / ±other_abs of the committed ones, the golden-predictions diff
+    and the val data digests (the data must be the reference's, or nothing else is comparable)."""
+    entry, rows = reference["configs"][name], []
+    for metric, want in entry["stats"].items():
+        if metric.startswith("num_"):
+            continue
+        bound = tol["ap_abs"] if metric == "AP" else tol["other_abs"]
+        got = metric_value(record, metric)
+        ok = got is not None and metric_value(entry["stats"], metric) is not None and abs(got - want) <= bound + EPS
+        rows.append(Row("E", name, metric, want, got, f"±{bound:.4f}", "pass" if ok else "fail",
+                        "" if got is not None else "missing from the metrics"))
+    return [*rows, golden_row(name, record, entry, tol), data_row(name, record, reference)]
+
+
+def golden_row(name: str, record: dict, entry: dict, tol: dict) -> Row:
+    """The new predictions against the committed golden ones (repro.golden); the note names what moved."""
+    from repro import golden
+    rule = f"<= {tol['max_changed_fraction']:.2%} changed, <= {tol['max_unmatched']} unmatched"  # keypoints, instances
+    try:
+        gold, new = (json.loads(Path(p).read_text()) for p in (entry["predictions"], record["predictions"]))
+    except (KeyError, OSError, ValueError) as e:
+        return Row("E", name, "golden", None, None, rule, "fail", f"cannot read the predictions: {e}")
+    d = golden.diff(gold, new, tol["keypoint_px"], tol["score_abs"])
+    unmatched = d["only_golden"] + d["only_new"]
+    worst = max(d["changed_fraction"], d["changed_instance_fraction"])
+    ok = worst <= tol["max_changed_fraction"] and unmatched <= tol["max_unmatched"]
+    note = (f"{d['changed_keypoints']}/{d['num_keypoints']} keypoints changed (max {d['max_keypoint_px']:.3f}px), "
+            f"{d['changed_instances']} instances, max |score delta| {d['max_score_abs']:.2e}, "
+            f"{d['only_golden']} only in golden, {d['only_new']} only in new")
+    first = golden.describe_first(d)
+    return Row("E", name, "golden", 0.0, worst, rule, "pass" if ok else "fail",
+               note + (f"; first: {first}" if first else ""))
+
+
+def data_row(name: str, record: dict, reference: dict) -> Row:
+    """The val data evaluated must be byte-identical to the reference's (annotations, images, det file)."""
+    want, got = reference.get("data") or {}, record.get("data") or {}
+    differ = [k for k in want if got.get(k) != want[k]] if want else ["the reference records no data digests"]
+    note = f"data differ: {', '.join(differ)} (synthetic data made on another CPU or by other code?)" if differ else ""
+    return Row("E", name, "data", None, None, "sha256 equal", "fail" if differ else "pass", note)
 
 
 def exact_seed_row(name: str, record: dict, base: dict, platform: dict) -> Row:

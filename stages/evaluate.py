@@ -4,10 +4,13 @@
 this config, downloaded and sha256-verified into models/published/ (full profile only; in the smoke profile
 there is none to evaluate and the metrics file says so). Writes outputs/eval/<tag>/{predictions,metrics}.json,
 reports/metrics/<tag>.json (read by `compare`) and an MLflow run; a trained model's metrics are also
-appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/ledger.py).
+appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/ledger.py). --source reference: the committed
+smoke reference checkpoint of reports/reference/smoke.json (tier E; smoke profile only), its record adding the
+predictions path and the val data digests.
 
     python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth
     python -m stages.evaluate --config 256x192 --source published
+    python -m stages.evaluate --config 256x192 --source reference
 """
 import argparse
 import os
@@ -15,20 +18,23 @@ import sys
 import time
 from pathlib import Path
 
-from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, ledger, machine, results, tracking
+from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, ledger, machine, reference, results, tracking
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--source", required=True, choices=["trained", "published"])
+    parser.add_argument("--source", required=True, choices=["trained", "published", "reference"])
     parser.add_argument("--checkpoint", help="required with --source trained")
     args = parser.parse_args(argv)
     cfg = machine.resolve_precision(config.load(args.params, args.config))
-    tag = cfg.name if args.source == "trained" else f"published_{cfg.name}"
+    tag = cfg.name if args.source == "trained" else f"{args.source}_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
     atomic.check_writable(out.parent)   # before the download and the evaluation, not after them
+    if args.source == "reference":
+        results.write(out, evaluate_reference(cfg, Path("outputs/eval") / tag))
+        return
     if args.source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
         results.write(out, results.not_run_record(cfg, args.source, reason))
@@ -46,6 +52,19 @@ def main(argv=None):
     results.write(out, record)
     if args.source == "trained":   # one retrain more in the seed ledger (tier C / S equivalence)
         ledger.append(ledger.LEDGER_DIR, record, config.published()["metric_names"])
+
+
+def evaluate_reference(cfg, out_dir: Path) -> dict:
+    """Tier E's record: the committed reference of cfg.name evaluated here (smoke only; else not_run)."""
+    index = reference.load_index()
+    if cfg.profile != reference.PROFILE or index is None or cfg.name not in index["configs"]:
+        why = (f"profile {cfg.profile!r} has no smoke reference (tier E is the smoke profile's)"
+               if cfg.profile != reference.PROFILE else f"{reference.INDEX} has no reference for {cfg.name}")
+        return results.not_run_record(cfg, "reference", why)
+    cfg = reference.eval_config(None, cfg.name, cfg.data.root, base=cfg)
+    record = reference.evaluate_record(cfg, index["configs"][cfg.name], out_dir)
+    tracking.log_evaluation(f"evaluate_reference_{cfg.name}", cfg, record)
+    return record
 
 
 if __name__ == "__main__":

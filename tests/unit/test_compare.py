@@ -60,7 +60,7 @@ def test_comparison_json_holds_rounded_numbers_and_verdicts(tree):
         "status": "not_run", "required": False, "verdict": "not_run",
         "reason": summary["tiers"]["S"]["256x192"]["reason"]}
     assert "profile 'full'" in summary["tiers"]["S"]["256x192"]["reason"]
-    assert summary["counts"]["suspect"] == 1 and summary["counts"]["not_run"] == 2
+    assert summary["counts"]["suspect"] == 1 and summary["counts"]["not_run"] == 4   # S and E, per config
 
 
 def test_comparison_md_has_a_table_per_config_and_tier_and_says_what_did_not_run(tree):
@@ -108,7 +108,7 @@ def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path, m
     summary = compare.compare(tmp_path / "reports/metrics", tmp_path / "models", tmp_path / "reports", "smoke",
                               baseline_path=tmp_path / "none.json")
     assert summary["verdict"] == "not_run"
-    assert summary["counts"]["not_run"] == 6 and summary["counts"]["pass"] == 0
+    assert summary["counts"]["not_run"] == 8 and summary["counts"]["pass"] == 0
     assert (tmp_path / "reports/plots/val_ap.png").is_file()
     assert (tmp_path / "reports/plots/published_vs_measured.csv").read_text() == "metric,published,measured\n"
 

@@ -214,7 +214,7 @@ def test_tier_s_not_run_without_a_baseline(tmp_path, published):
 # ------------------------------------------------------------------------------------------ strictness
 def test_missing_metrics_are_reported_not_passed(tmp_path, published, smoke_baseline):
     results = gates.evaluate(inputs(tmp_path, published, smoke_baseline))
-    assert [(r.tier, r.config) for r in results] == [(t, n) for t in "ACS" for n in NAMES]
+    assert [(r.tier, r.config) for r in results] == [(t, n) for t in "ACSE" for n in NAMES]
     assert not any(r.ran for r in results)
     problems = gates.failures(results, ("S",), strict=False)
     assert problems == ["no tier ran: nothing was measured, so nothing can pass"]
@@ -239,7 +239,7 @@ def test_strict_and_required_tiers_come_from_flag_env_or_profile(monkeypatch):
     assert not gates.strict_enabled() and gates.strict_enabled(True)
     monkeypatch.setenv(gates.STRICT_ENV, "1")
     assert gates.strict_enabled()
-    assert gates.required_tiers("smoke") == ("S",) and gates.required_tiers("full") == ("A", "C")
+    assert gates.required_tiers("smoke") == ("S", "E") and gates.required_tiers("full") == ("A", "C")
     monkeypatch.setenv(gates.TIERS_ENV, "A,C")
     assert gates.required_tiers("smoke") == ("A", "C")
     assert gates.required_tiers("smoke", ["S"]) == ("S",)
@@ -341,3 +341,92 @@ def test_drift_flags_metrics_that_are_not_from_the_smoke_profile(tmp_path, publi
     verdict = {(r[0].rsplit("/", 1)[-1], r[1]): r[-1] for r in rows}
     assert verdict[("256x192.json", "AP")] == "not smoke"
     assert verdict[("384x288.json", "AP")] == "missing"
+
+
+# ------------------------------------------------------------------------------------------ tier E
+DIGESTS = {"val_annotations": "a" * 64, "val_images": "b" * 64, "det_file": "c" * 64}
+
+
+def _golden(tmp_path, name, x0=10.0) -> str:
+    results = [{"image_id": 1, "category_id": 1, "bbox": [0.0, 0.0, 50.0, 100.0], "score": 0.8,
+                "keypoints": [v for k in range(17) for v in (x0 + k, 20.0 + k, 0.5)]}]
+    write(tmp_path / name, results)
+    return str(tmp_path / name)
+
+
+def reference_inputs(tmp_path, published, values=None):
+    """Gate inputs with a tiny reference (stats smoke_values(), one golden instance) for 256x192."""
+    ref = {"profile": "smoke", "data": dict(DIGESTS), "configs": {"256x192": {
+        "checkpoint": "x.pth", "sha256": "0" * 64, "predictions": _golden(tmp_path, "golden.json"),
+        "stats": {**(values or smoke_values()), "num_images": 100, "num_boxes": 250, "num_instances": 150}}}}
+    return gates.GateInputs(published=published, metrics_dir=tmp_path, platform=PLATFORM, reference=ref,
+                            reference_path=str(tmp_path / "ref.json"))
+
+
+def reference_record(tmp_path, values=None, x0=10.0, data=None) -> dict:
+    return record(values or smoke_values(), profile="smoke", source="reference",
+                  predictions=_golden(tmp_path, "new.json", x0), data=data or dict(DIGESTS))
+
+
+def tier_e(tmp_path, published, rec):
+    write(tmp_path / "reference_256x192.json", rec)
+    return gates.evaluate_tier("E", "256x192", reference_inputs(tmp_path, published))
+
+
+def test_tier_e_passes_on_the_reference_itself(tmp_path, published):
+    result = tier_e(tmp_path, published, reference_record(tmp_path))
+    assert result.ran and set(verdicts(result).values()) == {"pass"}
+    assert set(verdicts(result)) == {*published["metric_names"], "golden", "data"}
+
+
+@pytest.mark.parametrize("metric,delta,verdict", [("AP", 0.002, "pass"), ("AP", 0.0021, "fail"),
+                                                  ("AR75", -0.0021, "fail"), ("AR75", 0.0019, "pass")])
+def test_tier_e_stats_within_the_tolerance(tmp_path, published, metric, delta, verdict):
+    values = smoke_values()
+    values[metric] += delta
+    assert verdicts(tier_e(tmp_path, published, reference_record(tmp_path, values)))[metric] == verdict
+
+
+@pytest.mark.parametrize("bad", [float("nan"), None])
+def test_tier_e_nan_or_missing_stat_fails(tmp_path, published, bad):
+    values = smoke_values()
+    values["AP"] = bad
+    assert verdicts(tier_e(tmp_path, published, reference_record(tmp_path, values)))["AP"] == "fail"
+
+
+def test_tier_e_golden_diff_fails_and_names_the_moved_instance(tmp_path, published):
+    result = tier_e(tmp_path, published, reference_record(tmp_path, x0=10.5))
+    row = next(r for r in result.rows if r.metric == "golden")
+    assert row.verdict == "fail" and "17/17 keypoints changed" in row.note, row
+    assert "image 1 box [0.0, 0.0, 50.0, 100.0]: nose 0.50px" in row.note
+
+
+def test_tier_e_golden_diff_fails_without_predictions(tmp_path, published):
+    rec = reference_record(tmp_path)
+    rec["predictions"] = str(tmp_path / "missing.json")
+    assert verdicts(tier_e(tmp_path, published, rec))["golden"] == "fail"
+
+
+def test_tier_e_fails_when_the_data_differ(tmp_path, published):
+    rec = reference_record(tmp_path, data={**DIGESTS, "val_images": "d" * 64})
+    row = next(r for r in tier_e(tmp_path, published, rec).rows if r.metric == "data")
+    assert row.verdict == "fail" and "data differ: val_images" in row.note
+
+
+def test_tier_e_not_run_without_reference_or_smoke_record(tmp_path, published):
+    inputs_ = gates.GateInputs(published=published, metrics_dir=tmp_path, reference=None,
+                               reference_path=str(tmp_path / "ref.json"))
+    write(tmp_path / "reference_256x192.json", reference_record(tmp_path))
+    assert "does not exist" in gates.evaluate_tier("E", "256x192", inputs_).not_run
+    write(tmp_path / "reference_384x288.json", reference_record(tmp_path))
+    assert "no reference for 384x288" in gates.evaluate_tier("E", "384x288", reference_inputs(tmp_path, published)).not_run
+    write(tmp_path / "reference_256x192.json", {**reference_record(tmp_path), "profile": "full"})
+    assert "needs profile 'smoke'" in gates.evaluate_tier("E", "256x192", reference_inputs(tmp_path, published)).not_run
+
+
+def test_tier_e_golden_diff_fails_on_a_changed_instance_score_alone(tmp_path, published):
+    rec = reference_record(tmp_path)
+    new = json.loads(open(rec["predictions"]).read())
+    new[0]["score"] += 0.05
+    write(tmp_path / "new.json", new)
+    assert verdicts(tier_e(tmp_path, published, rec))["golden"] == "fail"
