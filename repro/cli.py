@@ -8,6 +8,7 @@
     repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
     repro drift [--rev REV]          # current metrics vs the committed baseline
     repro baseline --seeds 0 1 2     # refresh the smoke baseline on purpose
+    repro publish                    # record in MLflow the runs kept after a tracking failure
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -54,6 +55,19 @@ def _compare(args):
     print(Path("reports/comparison.md").read_text())
 
 
+def _publish(args):
+    from repro import tracking
+    try:
+        tracking.check_store(tracking.tracking_uri())
+    except tracking.TrackingError as e:
+        raise SystemExit(f"repro publish: error: {e}") from None
+    done, failed = tracking.publish_pending()
+    print(f"published {len(done)} run(s)" + (f"; {len(failed)} still pending" if failed else ""))
+    for marker, error in failed:
+        print(f"{marker}: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repro", description=__doc__,  # lists train/gate/... too
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     command("download-published", _download_published, "fetch a published checkpoint", config=True) \
         .add_argument("--dest", default="models/published")
     command("compare", _compare, "compare metrics with the published table")
+    command("publish", _publish, "record in MLflow the runs kept in outputs/unpublished/ after a tracking failure")
     return parser
 
 

@@ -17,9 +17,14 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
+    try:
+        tracking.preflight()
+    except tracking.TrackingError as e:
+        raise SystemExit(f"stages.compare: error: {e}") from None
     summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile)
     tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), also=lambda tracker:
                             compare.log_learning_curve(tracker, summary["learning_curve"], Path("reports/plots")))
+    tracking.close_pipeline(summary["verdict"])
 
 
 if __name__ == "__main__":

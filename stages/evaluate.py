@@ -24,6 +24,10 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="required with --source trained")
     args = parser.parse_args(argv)
     cfg = machine.resolve_precision(config.load(args.params, args.config))
+    try:
+        tracking.preflight()
+    except tracking.TrackingError as e:
+        raise SystemExit(f"stages.evaluate: error: {e}") from None
     tag = cfg.name if args.source == "trained" else f"published_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
     atomic.check_writable(out.parent)   # before the download and the evaluation, not after them
@@ -38,8 +42,8 @@ def main(argv=None):
                                      mirror=os.environ.get("REPRO_MIRROR"))
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / tag)
     record = results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint))
+    results.write(out, record)   # first: a tracking failure must not cost the evaluation
     tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
-    results.write(out, record)
 
 
 if __name__ == "__main__":
