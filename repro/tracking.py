@@ -210,6 +210,26 @@ def data_digests(cfg) -> dict:
     return {name: sha256_file(p) for name, p in files.items() if Path(p).is_file()}
 
 
+def dataset_inputs(cfg, context: dict) -> list:
+    """The annotation and detection files a run read, as MLflow dataset inputs (the UI's Dataset column):
+    [{"name", "path", "digest" (the first 32 hex digits of the sha256 in `context`), "context"}]."""
+    use = {"train_ann": (cfg.data.train_ann, "training"), "val_ann": (cfg.data.val_ann, "evaluation"),
+           "det_file": (cfg.data.det_file, "evaluation")}
+    return [{"name": name, "path": str(Path(path).resolve()), "digest": context[f"data.sha256.{name}"][:32],
+             "context": role} for name, (path, role) in use.items() if f"data.sha256.{name}" in context]
+
+
+def _log_datasets(client, run_id: str, datasets: list) -> None:
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    inputs = [DatasetInput(MetaDataset(resolve_dataset_source(d["path"]), name=d["name"],
+                                       digest=d["digest"])._to_mlflow_entity(),
+                           tags=[InputTag("mlflow.data.context", d["context"])]) for d in datasets]
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
 def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
     """Tags that say what ran, where, on what: {tag: value} (values are strings)."""
     from repro.recipe import recipe_status
@@ -429,6 +449,7 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
         run_id = _reopen(MlflowClient(tracking_uri=uri), resume_run_id)
         if run_id is None:
             tracker = _open_run(name, context, params)
+            _log_datasets(tracker.client, tracker.run_id, dataset_inputs(cfg, context))
         else:
             tracker = Tracker(MlflowClient(tracking_uri=uri), run_id)
             tracker.set_tags({**context, **owner_tags(), "repro.resumed": "true"})
@@ -509,7 +530,7 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str | None:
     for key in ("repro.recipe", "repro.recipe_diff"):   # properties of a training run, not of an evaluation
         del tags[key]
     resolved = cfg.to_dict()
-    return publish({"kind": "evaluate", "name": run_name, "tags": tags,
+    return publish({"kind": "evaluate", "name": run_name, "tags": tags, "datasets": dataset_inputs(cfg, tags),
                     "params": flatten({k: resolved[k] for k in ("eval", "codec", "model")}),
                     "metrics": {k: v for k, v in record.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"},
@@ -546,7 +567,8 @@ def publish(run: dict, also=None) -> str | None:
 
     Args:
         run: {"kind", "name", "tags", "params", "metrics", "texts": {artifact file: text},
-              "files": [[path, artifact dir or None]]} (metrics/texts/files optional).
+              "files": [[path, artifact dir or None]], "datasets": dataset_inputs(...)} (the last four
+              optional).
         also: called with the open Tracker before the run ends (a caller's own metrics and artifacts);
             not kept in the marker: what it logs stays on disk only.
 
@@ -565,6 +587,7 @@ def publish(run: dict, also=None) -> str | None:
 
 def _publish(run: dict, also=None) -> str:
     tracker = _open_run(run["name"], run["tags"], run["params"])
+    tracker._call(_log_datasets, tracker.client, tracker.run_id, run.get("datasets", []))
     tracker.log_metrics(run.get("metrics", {}), step=0)
     for artifact_file, text in run.get("texts", {}).items():
         tracker.log_text(text, artifact_file)

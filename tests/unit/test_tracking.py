@@ -1,4 +1,5 @@
 """repro.tracking: tracking never costs work, dead runs are closed, runs are grouped and viewable."""
+import dataclasses
 import json
 import os
 import sqlite3
@@ -136,3 +137,17 @@ def test_a_running_run_whose_process_is_gone_is_marked_killed(store):
     tracking.log_evaluation("evaluate_next", cfg, RECORD)   # the next run sweeps
     assert c.get_run(orphan).info.status == "KILLED"
     assert c.get_run(live).info.status == "RUNNING"
+
+
+def test_evaluation_run_has_the_val_annotations_and_det_file_as_dataset_inputs(store, tmp_path):
+    cfg = config.load(REPO / "params.yaml", "256x192")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(tmp_path)))
+    data = {"val_ann": cfg.data.val_ann, "det_file": cfg.data.det_file}   # train_ann absent: not an input
+    for path in data.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[]")
+    run = client().get_run(tracking.log_evaluation("evaluate_256x192", cfg, RECORD))
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"val_ann", "det_file"}
+    assert inputs["val_ann"].dataset.digest == tracking.sha256_file(data["val_ann"])[:32]
+    assert {t.key: t.value for t in inputs["det_file"].tags}["mlflow.data.context"] == "evaluation"
