@@ -114,7 +114,7 @@ def test_a_store_failure_at_the_epoch_end_flush_keeps_last_pth(project, monkeypa
     monkeypatch.setattr(tracking, "start", start_then_break)
     params = pipeline.override_params(config.read_params(project / "params.yaml"), {
         "profiles.smoke.train.epochs": 1, "profiles.smoke.train.val_interval": 1,
-        "profiles.smoke.train.milestones": [1]})
+        "profiles.smoke.train.milestones": [1], "profiles.smoke.train.init_from": None})
     cfg = config.resolve(params, "256x192")
     train.train(cfg, project / "models/broken", resume=False)
     assert checkpoint.read_checkpoint(project / "models/broken/last.pth")["meta"]["train_state"]["epoch"] == 0
