@@ -13,6 +13,13 @@ Each run carries the resolved configuration as params (dotted keys) and the cont
 git commit (+ the uncommitted diff as an artifact), pip freeze, torch/CUDA/cuDNN versions, CPU and GPU
 names, world size, seed, sha256 of the annotation and detection files, the recipe status (open/closed
 with the differing items) and `repro.pipeline`, shared by every stage run of one `dvc repro`.
+
+Runs of one `dvc repro` are children (mlflow.parentRunId) of one `pipeline-<id>` run that compare closes.
+Every run records its owner (host, pid, pid start time); the next run marks a RUNNING run whose owner is
+gone as KILLED. The experiment is tagged as model training and carries the saved view "CPM comparison".
+Tracking never costs work: stages write their results first and `publish` them after; a store failure
+then (or mid-training, through `Tracker.on_error`) is one error line and a marker in outputs/unpublished/
+that `repro publish` records later. REPRO_TRACKING=0 records nothing.
 """
 import hashlib
 import importlib.metadata
