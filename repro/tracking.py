@@ -55,6 +55,7 @@ VIEW_COLUMNS = ["tags.`repro.config`", "tags.`repro.profile`", "tags.`repro.sour
                 "metrics.`AP50`", "metrics.`AP75`", "metrics.`AR`", "tags.`repro.verdict`"]
 CHECK_TIMEOUT_S = 5.0
 _BATCH = 500   # metrics per MLflow log_batch call (the API allows 1000)
+SYSTEM_METRICS_INTERVAL_S = 10   # MLflow's default sampling period for system/* metrics (CPU, memory, GPU)
 
 
 class TrackingError(RuntimeError):
@@ -296,7 +297,7 @@ class Tracker(NullTracker):
 
     def __init__(self, client, run_id: str, on_error=None):
         self.client, self.run_id, self.on_error = client, run_id, on_error
-        self._pending, self.failed = [], False
+        self._pending, self.failed, self.monitor = [], False, None
 
     def _call(self, func, *args, **kwargs) -> None:
         if self.failed:
@@ -336,6 +337,9 @@ class Tracker(NullTracker):
                    synchronous=True)
 
     def end(self, status: str = "FINISHED") -> None:
+        if self.monitor is not None:
+            self._call(self.monitor.finish)
+            self.monitor = None
         self.flush()
         self._call(self.client.set_terminated, self.run_id, status)
 
@@ -465,10 +469,21 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
         raise
     except Exception as e:   # any MLflow/SQLAlchemy/HTTP failure: say which store, stop before training
         raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
+    start_system_metrics(tracker, uri, resumed=run_id is not None)
     # From here on a store failure is reported and remembered, and training goes on.
     marker = {"kind": "train", "name": name, "tags": context, "params": params, "out_dir": str(out_dir)}
     tracker.on_error = lambda e: _pending_after_failure(marker, e)
     return tracker
+
+
+def start_system_metrics(tracker: Tracker, uri: str, interval: float = SYSTEM_METRICS_INTERVAL_S,
+                         resumed: bool = False) -> None:
+    """MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, network; GPU where there is
+    one) sampled by a background thread into the run until `tracker.end` (psutil; works offline)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    tracker.monitor = SystemMetricsMonitor(tracker.run_id, sampling_interval=interval, tracking_uri=uri,
+                                           resume_logging=resumed)
+    tracker.monitor.start()
 
 
 def _reopen(client, run_id: str | None) -> str | None:

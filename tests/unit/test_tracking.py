@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -151,3 +152,17 @@ def test_evaluation_run_has_the_val_annotations_and_det_file_as_dataset_inputs(s
     assert set(inputs) == {"val_ann", "det_file"}
     assert inputs["val_ann"].dataset.digest == tracking.sha256_file(data["val_ann"])[:32]
     assert {t.key: t.value for t in inputs["det_file"].tags}["mlflow.data.context"] == "evaluation"
+
+
+def test_system_metrics_are_sampled_into_a_run_until_it_ends(store):
+    tracker = tracking._open_run("train-x", {}, {})
+    tracking.start_system_metrics(tracker, tracking.tracking_uri(), interval=0.5)
+    c = client()
+    for _ in range(240):   # hang guard only: the first sample comes after about one interval
+        if any(k.startswith("system/") for k in c.get_run(tracker.run_id).data.metrics):
+            break
+        time.sleep(0.25)
+    tracker.end("FINISHED")
+    metrics = c.get_run(tracker.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
+    assert tracker.monitor is None
