@@ -11,6 +11,7 @@
     repro plan [--profile full] [--gpu NAME] [--check]   # time and device-hours per stage, before a run
     repro diagnose A.json B.json --gt ANN.json [--out reports/diagnosis]   # where the AP went, A vs B
     repro reference [--from-checkpoints A B] [--measure-noise]   # tier E's committed smoke reference
+    repro publish                    # record in MLflow the runs kept after a tracking failure
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -58,6 +59,19 @@ def _compare(args):
     print(Path("reports/comparison.md").read_text())
 
 
+def _publish(args):
+    from repro import tracking
+    try:
+        tracking.check_store(tracking.tracking_uri())
+    except tracking.TrackingError as e:
+        raise SystemExit(f"repro publish: error: {e}") from None
+    done, failed = tracking.publish_pending()
+    print(f"published {len(done)} run(s)" + (f"; {len(failed)} still pending" if failed else ""))
+    for marker, error in failed:
+        print(f"{marker}: {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repro", description=__doc__,  # lists train/gate/... too
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     command("download-published", _download_published, "fetch a published checkpoint", config=True) \
         .add_argument("--dest", default="models/published")
     command("compare", _compare, "compare metrics with the published table")
+    command("publish", _publish, "record in MLflow the runs kept in outputs/unpublished/ after a tracking failure")
     return parser
 
 

@@ -13,6 +13,13 @@ Each run carries the resolved configuration as params (dotted keys) and the cont
 git commit (+ the uncommitted diff as an artifact), pip freeze, torch/CUDA/cuDNN versions, CPU and GPU
 names, world size, seed, sha256 of the annotation and detection files, the recipe status (open/closed
 with the differing items) and `repro.pipeline`, shared by every stage run of one `dvc repro`.
+
+Runs of one `dvc repro` are children (mlflow.parentRunId) of one `pipeline-<id>` run that compare closes.
+Every run records its owner (host, pid, pid start time); the next run marks a RUNNING run whose owner is
+gone as KILLED. The experiment is tagged as model training and carries the saved view "CPM comparison".
+Tracking never costs work: stages write their results first and `publish` them after; a store failure
+then (or mid-training, through `Tracker.on_error`) is one error line and a marker in outputs/unpublished/
+that `repro publish` records later. REPRO_TRACKING=0 records nothing.
 """
 import hashlib
 import importlib.metadata
@@ -33,15 +40,31 @@ from pathlib import Path
 
 import torch
 
+from repro import atomic
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "cpm-repro"
+# Where a run that could not be recorded waits for `repro publish` (relative to the repo root).
+PENDING_DIR = Path("outputs/unpublished")
+# MLflow 3.17's UI opens an experiment tagged as a model-training one on its runs table (not GenAI "Overview").
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# A saved view of the runs table (MLflow 3.17 keeps saved views as experiment tags of this prefix; the UI
+# opens one at #/experiments/<id>/runs?viewStateShareKey=<key>).
+VIEW_KEY = "cpm-comparison"
+VIEW_COLUMNS = ["tags.`repro.config`", "tags.`repro.profile`", "tags.`repro.source`", "metrics.`AP`",
+                "metrics.`AP50`", "metrics.`AP75`", "metrics.`AR`", "tags.`repro.verdict`"]
 CHECK_TIMEOUT_S = 5.0
 _BATCH = 500   # metrics per MLflow log_batch call (the API allows 1000)
+SYSTEM_METRICS_INTERVAL_S = 10   # MLflow's default sampling period for system/* metrics (CPU, memory, GPU)
 
 
 class TrackingError(RuntimeError):
     """The MLflow store cannot be used; raised before training starts."""
+
+
+def enabled() -> bool:
+    """Whether runs are recorded: $REPRO_TRACKING unset or anything but "0"."""
+    return os.environ.get("REPRO_TRACKING", "1") != "0"
 
 
 def tracking_uri() -> str:
@@ -58,6 +81,16 @@ def _sqlite_path(uri: str) -> Path | None:
     if rest in ("", "/", "/:memory:"):
         return None
     return Path(rest[1:] if rest.startswith("/") else rest)   # sqlite:///rel or sqlite:////abs
+
+
+def preflight() -> None:
+    """Before a stage's work: the store must take writes (when tracking is on).
+
+    Raises:
+        TrackingError: it cannot, with the URI and the reason.
+    """
+    if enabled():
+        check_store(tracking_uri())
 
 
 def check_store(uri: str, timeout: float = CHECK_TIMEOUT_S) -> None:
@@ -82,16 +115,34 @@ def check_store(uri: str, timeout: float = CHECK_TIMEOUT_S) -> None:
             return
         if not path.parent.is_dir():
             raise TrackingError(f"MLflow store {uri}: directory {path.parent} does not exist; {hint}")
-        try:
-            sqlite3.connect(path, timeout=timeout).execute("select 1").fetchone()
-        except sqlite3.Error as e:
-            raise TrackingError(f"MLflow store {uri}: cannot open {path} ({e}); {hint}") from None
+        _probe_sqlite(uri, path, timeout, hint)
     elif scheme in ("", "file"):
         path = Path(urllib.parse.urlparse(uri).path if scheme else uri)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TrackingError(f"MLflow store {uri}: cannot create {path} ({e}); {hint}") from None
+
+
+def _probe_sqlite(uri: str, path: Path, timeout: float, hint: str) -> None:
+    """Change `path` (its user_version header field, rolled back: nothing is written), so a read-only or locked
+    database is found now, not after the work, in SQLAlchemy's tracebacks. A missing file needs a
+    writable directory (MLflow creates it)."""
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK):
+            raise TrackingError(f"MLflow store {uri}: directory {path.parent} is not writable; {hint}")
+        return
+    try:
+        con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        try:
+            version = con.execute("pragma user_version").fetchone()[0]
+            con.execute("begin immediate")   # a lock alone passes on a read-only file: change a page
+            con.execute(f"pragma user_version = {int(version) + 1}").fetchall()   # the error comes on fetch
+            con.execute("rollback")
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise TrackingError(f"MLflow store {uri}: cannot write {path} ({e}); {hint}") from None
 
 
 # ---------------------------------------------------------------------------------------------- context
@@ -167,6 +218,26 @@ def data_digests(cfg) -> dict:
     return {name: sha256_file(p) for name, p in files.items() if Path(p).is_file()}
 
 
+def dataset_inputs(cfg, context: dict) -> list:
+    """The annotation and detection files a run read, as MLflow dataset inputs (the UI's Dataset column):
+    [{"name", "path", "digest" (the first 32 hex digits of the sha256 in `context`), "context"}]."""
+    use = {"train_ann": (cfg.data.train_ann, "training"), "val_ann": (cfg.data.val_ann, "evaluation"),
+           "det_file": (cfg.data.det_file, "evaluation")}
+    return [{"name": name, "path": str(Path(path).resolve()), "digest": context[f"data.sha256.{name}"][:32],
+             "context": role} for name, (path, role) in use.items() if f"data.sha256.{name}" in context]
+
+
+def _log_datasets(client, run_id: str, datasets: list) -> None:
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    inputs = [DatasetInput(MetaDataset(resolve_dataset_source(d["path"]), name=d["name"],
+                                       digest=d["digest"])._to_mlflow_entity(),
+                           tags=[InputTag("mlflow.data.context", d["context"])]) for d in datasets]
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
 def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
     """Tags that say what ran, where, on what: {tag: value} (values are strings)."""
     from repro.recipe import recipe_status
@@ -218,39 +289,59 @@ class NullTracker:
 
 
 class Tracker(NullTracker):
-    """One MLflow run, written through MlflowClient (no global active run). Metrics are buffered."""
+    """One MLflow run, written through MlflowClient (no global active run). Metrics are buffered.
 
-    def __init__(self, client, run_id: str):
-        self.client, self.run_id = client, run_id
-        self._pending = []
+    Without `on_error`, a failing call raises TrackingError. With it (a training run), the first failure is
+    passed to `on_error(exc)` once and every later call does nothing: tracking never stops the work.
+    """
+
+    def __init__(self, client, run_id: str, on_error=None):
+        self.client, self.run_id, self.on_error = client, run_id, on_error
+        self._pending, self.failed, self.monitor = [], False, None
+
+    def _call(self, func, *args, **kwargs) -> None:
+        if self.failed:
+            return
+        try:
+            func(*args, **kwargs)
+        except Exception as e:   # MLflow/SQLAlchemy/HTTP: whatever the store raises
+            if self.on_error is None:
+                raise TrackingError(f"MLflow run {self.run_id}: {type(e).__name__}: {e}") from e
+            self.failed, self._pending = True, []
+            self.on_error(e)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         from mlflow.entities import Metric
+        if self.failed:
+            return
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
         if len(self._pending) >= _BATCH:
             self.flush()
 
     def flush(self) -> None:
-        while self._pending:
+        while self._pending and not self.failed:
             batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+            self._call(self.client.log_batch, self.run_id, metrics=batch, synchronous=True)
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         if Path(path).is_file():
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._call(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self._call(self.client.log_text, self.run_id, text, artifact_file)
 
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
-                              synchronous=True)
+        self._call(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
+                   synchronous=True)
 
     def end(self, status: str = "FINISHED") -> None:
+        if self.monitor is not None:
+            self._call(self.monitor.finish)
+            self.monitor = None
         self.flush()
-        self.client.set_terminated(self.run_id, status)
+        self._call(self.client.set_terminated, self.run_id, status)
 
 
 def _quiet_mlflow() -> None:
@@ -262,16 +353,95 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
+def saved_view() -> str:
+    """The runs-table view (columns config, profile, source, AP, AP50, AP75, AR, verdict) as MLflow 3.17's
+    UI stores a saved view: an envelope whose `state` is the JSON of the page's facets and UI state."""
+    state = {"orderByKey": "attributes.start_time", "orderByAsc": False, "selectedColumns": VIEW_COLUMNS,
+             "runListHidden": False, "viewMaximized": False, "groupBy": None}
+    return json.dumps({"name": "CPM comparison", "createdAt": 0, "updatedAt": 0, "state": json.dumps(state)})
+
+
 def _experiment_id(client, uri: str) -> str:
+    """This project's experiment (created on first use), tagged so the UI opens it on the runs table."""
     name = experiment_name()
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:") and _sqlite_path(uri) is not None:
-        # Artifacts beside the database (not in whatever directory happens to be current).
-        location = (_sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:") and _sqlite_path(uri) is not None:
+            # Artifacts beside the database (not in whatever directory happens to be current).
+            location = (_sqlite_path(uri).resolve().parent / "mlartifacts").as_uri()
+        exp = client.get_experiment(client.create_experiment(name, artifact_location=location))
+    wanted = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": saved_view()}
+    for key, value in wanted.items():   # also upgrades an experiment made by an older version
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    _mark_dead_runs(client, exp.experiment_id)
+    return exp.experiment_id
+
+
+def _parent_run(client, experiment_id: str, group: str | None) -> str | None:
+    """The parent run of this `dvc repro` (tag repro.stage=pipeline), created by its first stage; None
+    outside a pipeline. Its owner is the dvc process, so it is marked KILLED if dvc dies before compare."""
+    if not group or group == _FRESH_GROUP:
+        return None
+    runs = client.search_runs([experiment_id], f"tags.`repro.pipeline` = '{group}' and "
+                              "tags.`repro.stage` = 'pipeline'", max_results=1)
+    if runs:
+        return runs[0].info.run_id
+    tags = {"repro.pipeline": group, "repro.stage": "pipeline", **owner_tags()}
+    if group.startswith("dvc-"):   # dvc-<pid>-<start ms> (pipeline_group_id)
+        _, pid, start = group.split("-")
+        tags.update({"repro.owner.pid": pid, "repro.owner.start": start})
+    return client.create_run(experiment_id, run_name=f"pipeline-{group}", tags=tags).info.run_id
+
+
+def close_pipeline(verdict: str) -> None:
+    """Compare's last step: mark this pipeline's parent run FINISHED with the overall verdict."""
+    if not enabled():
+        return
+    group = pipeline_group_id()
+    try:
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(tracking_uri=tracking_uri())
+        parent = _parent_run(client, _experiment_id(client, tracking_uri()), group)
+        if parent:
+            client.set_tag(parent, "repro.verdict", verdict)
+            client.set_terminated(parent, "FINISHED")
+    except Exception as e:   # the comparison is written; a parent left open is marked KILLED later
+        log.error("MLflow: could not close pipeline run %s (%s: %s)", group, type(e).__name__, e)
+
+
+def owner_tags() -> dict:
+    """Who runs this process (host, pid, pid start time): lets a later run tell a dead run from a live one."""
+    import psutil
+    me = psutil.Process()
+    return {"repro.owner.host": socket.gethostname(), "repro.owner.pid": str(me.pid),
+            "repro.owner.start": str(int(me.create_time() * 1000))}
+
+
+def _owner_alive(tags: dict) -> bool:
+    """False only when the run's owner is known to be gone: same host, and no process with that pid and
+    start time (a recycled pid has another start time). Runs of other hosts are left alone."""
+    import psutil
+    if tags.get("repro.owner.host") != socket.gethostname() or "repro.owner.pid" not in tags:
+        return True
+    try:
+        proc = psutil.Process(int(tags["repro.owner.pid"]))
+        return int(proc.create_time() * 1000) == int(tags.get("repro.owner.start", -1))
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def _mark_dead_runs(client, experiment_id: str) -> list:
+    """Set every RUNNING run of this host whose owner process is gone to KILLED; returns their ids."""
+    from mlflow.entities import ViewType
+    runs = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY,
+                              max_results=1000)
+    dead = [r.info.run_id for r in runs if not _owner_alive(r.data.tags)]
+    for run_id in dead:
+        client.set_terminated(run_id, "KILLED")
+        log.warning("MLflow run %s: its process is gone; marked KILLED", run_id)
+    return dead
 
 
 def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str | None = None) -> Tracker:
@@ -286,18 +456,34 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
     _quiet_mlflow()
     try:
         from mlflow.tracking import MlflowClient
+        name, params = f"train-{cfg.name}-{cfg.profile}", flatten(cfg.to_dict())
         run_id = _reopen(MlflowClient(tracking_uri=uri), resume_run_id)
         if run_id is None:
-            tracker = _open_run(f"train-{cfg.name}-{cfg.profile}", context, flatten(cfg.to_dict()))
+            tracker = _open_run(name, context, params)
+            _log_datasets(tracker.client, tracker.run_id, dataset_inputs(cfg, context))
         else:
             tracker = Tracker(MlflowClient(tracking_uri=uri), run_id)
-            tracker.set_tags({**context, "repro.resumed": "true"})
+            tracker.set_tags({**context, **owner_tags(), "repro.resumed": "true"})
         _log_context_artifacts(tracker, recipe_diff)
     except TrackingError:
         raise
     except Exception as e:   # any MLflow/SQLAlchemy/HTTP failure: say which store, stop before training
         raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
+    start_system_metrics(tracker, uri, resumed=run_id is not None)
+    # From here on a store failure is reported and remembered, and training goes on.
+    marker = {"kind": "train", "name": name, "tags": context, "params": params, "out_dir": str(out_dir)}
+    tracker.on_error = lambda e: _pending_after_failure(marker, e)
     return tracker
+
+
+def start_system_metrics(tracker: Tracker, uri: str, interval: float = SYSTEM_METRICS_INTERVAL_S,
+                         resumed: bool = False) -> None:
+    """MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, network; GPU where there is
+    one) sampled by a background thread into the run until `tracker.end` (psutil; works offline)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    tracker.monitor = SystemMetricsMonitor(tracker.run_id, sampling_interval=interval, tracking_uri=uri,
+                                           resume_logging=resumed)
+    tracker.monitor.start()
 
 
 def _reopen(client, run_id: str | None) -> str | None:
@@ -336,7 +522,10 @@ def _open_run(run_name: str, tags: dict, params: dict) -> Tracker:
     from mlflow.tracking import MlflowClient
     try:
         client = MlflowClient(tracking_uri=uri)
-        run = client.create_run(_experiment_id(client, uri), run_name=run_name, tags=tags)
+        experiment_id = _experiment_id(client, uri)
+        parent = _parent_run(client, experiment_id, tags.get("repro.pipeline"))
+        run = client.create_run(experiment_id, run_name=run_name,
+                                tags={**tags, **owner_tags(), **({"mlflow.parentRunId": parent} if parent else {})})
         tracker = Tracker(client, run.info.run_id)
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
@@ -347,7 +536,7 @@ def _open_run(run_name: str, tags: dict, params: dict) -> Tracker:
     return tracker
 
 
-def log_evaluation(run_name: str, cfg, record: dict) -> str:
+def log_evaluation(run_name: str, cfg, record: dict) -> str | None:
     """One evaluation as an MLflow run: the COCO stats and counts as metrics, the settings as params.
 
     Args:
@@ -356,23 +545,21 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str:
         record: the metrics file's content (repro.results.metrics_record).
 
     Returns:
-        The run id.
+        The run id; None when tracking is off or failed (then a marker waits for `repro publish`).
     """
     tags = {**run_context(cfg, world_size=1, recipe_diff=[]), "repro.stage": "evaluate",
             "repro.source": str(record.get("source")), "repro.checkpoint": str(record.get("checkpoint"))}
     for key in ("repro.recipe", "repro.recipe_diff"):   # properties of a training run, not of an evaluation
         del tags[key]
     resolved = cfg.to_dict()
-    params = flatten({k: resolved[k] for k in ("eval", "codec", "model")})
-    tracker = _open_run(run_name, tags, params)
-    tracker.log_metrics({k: v for k, v in record.items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"}, step=0)
-    tracker.log_text(json.dumps(record, indent=2) + "\n", "metrics.json")
-    tracker.end("FINISHED")
-    return tracker.run_id
+    return publish({"kind": "evaluate", "name": run_name, "tags": tags, "datasets": dataset_inputs(cfg, tags),
+                    "params": flatten({k: resolved[k] for k in ("eval", "codec", "model")}),
+                    "metrics": {k: v for k, v in record.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"},
+                    "texts": {"metrics.json": json.dumps(record, indent=2) + "\n"}})
 
 
-def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> str:
+def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> str | None:
     """The comparison as an MLflow run: overall and per-tier verdicts as tags, measured values and deltas
     as metrics (`<tier>/<config>/<metric>` and `.../delta`), the markdown report as an artifact, each
     (file, artifact directory) of `artifacts` (the diagnosis plots); `also`, if given, is called with the
@@ -382,7 +569,6 @@ def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> 
             **{f"repro.verdict.{tier}.{name}": entry["verdict"]
                for tier, by_config in summary["tiers"].items() for name, entry in by_config.items()},
             "git.commit": (_git("rev-parse", "HEAD") or "").strip() or "unknown"}
-    tracker = _open_run(f"compare-{cfg.profile}", tags, {"required_tiers": ",".join(summary["required_tiers"])})
     metrics = {}
     for tier, by_config in summary["results"].items():
         for name, rows in by_config.items():
@@ -391,12 +577,87 @@ def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> 
                     metrics[f"{tier}/{name}/{metric}"] = row["measured"]
                 if row["delta"] is not None:
                     metrics[f"{tier}/{name}/{metric}/delta"] = row["delta"]
-    tracker.log_metrics(metrics, step=0)
-    tracker.log_artifact(report_path)
-    for path, artifact_dir in artifacts:
-        tracker.log_artifact(path, artifact_dir)
-    tracker.log_text(json.dumps(summary, indent=2) + "\n", "comparison.json")
+    return publish({"kind": "compare", "name": f"compare-{cfg.profile}", "tags": tags,
+                    "params": {"required_tiers": ",".join(summary["required_tiers"])}, "metrics": metrics,
+                    "texts": {"comparison.json": json.dumps(summary, indent=2) + "\n"},
+                    "files": [[str(report_path), None], *([str(p), d] for p, d in artifacts)]}, also)
+
+
+# ---------------------------------------------------------------------------------------------- publish
+
+def publish(run: dict, also=None) -> str | None:
+    """Record a finished result as one MLflow run, after its files were written.
+
+    Args:
+        run: {"kind", "name", "tags", "params", "metrics", "texts": {artifact file: text},
+              "files": [[path, artifact dir or None]], "datasets": dataset_inputs(...)} (the last four
+              optional).
+        also: called with the open Tracker before the run ends (a caller's own metrics and artifacts);
+            not kept in the marker: what it logs stays on disk only.
+
+    Returns:
+        The run id; None when tracking is off ($REPRO_TRACKING=0) or the store failed: then one error
+        line is logged and the run is kept under outputs/unpublished/ for `repro publish`.
+    """
+    if not enabled():
+        return None
+    try:
+        return _publish(run, also)
+    except TrackingError as e:
+        _pending_after_failure(run, e)
+        return None
+
+
+def _publish(run: dict, also=None) -> str:
+    tracker = _open_run(run["name"], run["tags"], run["params"])
+    tracker._call(_log_datasets, tracker.client, tracker.run_id, run.get("datasets", []))
+    tracker.log_metrics(run.get("metrics", {}), step=0)
+    for artifact_file, text in run.get("texts", {}).items():
+        tracker.log_text(text, artifact_file)
+    for path, artifact_path in run.get("files", []):
+        tracker.log_artifact(path, artifact_path)
     if also is not None:
         also(tracker)
     tracker.end("FINISHED")
     return tracker.run_id
+
+
+def _pending_after_failure(run: dict, error: Exception) -> Path:
+    """Keep `run` for `repro publish` and say so in one line (the results themselves are already on disk)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    marker = PENDING_DIR / f"{run['name']}-{stamp}-{os.getpid()}.json"
+    atomic.write_json(marker, {**run, "error": f"{type(error).__name__}: {error}"})
+    log.error("MLflow failed (%s); the results are written, the run is kept in %s: "
+              "run `repro publish` when the store is back", str(error).splitlines()[0][:300], marker)
+    return marker
+
+
+def _train_run(marker: dict) -> dict:
+    """A training run to publish afterwards: its logs, final metrics and best checkpoint from its out dir."""
+    out = Path(marker["out_dir"])
+    metrics = {}
+    if (out / "metrics.json").is_file():
+        summary = json.loads((out / "metrics.json").read_text())
+        metrics = {f"{part}/{k}": v for part in ("best", "final") for k, v in (summary.get(part) or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    files = [[str(out / n), "logs"] for n in ("train_log.jsonl", "val_history.csv", "metrics.json", "config.yaml")]
+    return {**marker, "metrics": metrics, "files": files + [[str(out / "best.pth"), "checkpoints"]],
+            "tags": {**marker["tags"], "repro.published_late": "true"}}
+
+
+def publish_pending(pending_dir=PENDING_DIR) -> tuple[list, list]:
+    """Publish every run kept in `pending_dir`; a marker is removed once its run is recorded.
+
+    Returns:
+        (published run ids, markers still pending with their error).
+    """
+    done, failed = [], []
+    for marker in sorted(Path(pending_dir).glob("*.json")):
+        run = json.loads(marker.read_text())
+        try:
+            done.append(_publish(_train_run(run) if run.get("kind") == "train" else run))
+        except TrackingError as e:
+            failed.append((marker, str(e).splitlines()[0]))
+            continue
+        marker.unlink()
+    return done, failed

@@ -337,7 +337,7 @@ def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = Non
         config.ConfigError: last.pth was written with a different configuration.
         FloatingPointError: the loss became non-finite.
     """
-    track = os.environ.get("REPRO_TRACKING", "1") != "0" if track is None else track
+    track = tracking.enabled() if track is None else track
     env = distributed.setup()
     try:
         return _run(cfg, Path(out_dir), resume, track, env)

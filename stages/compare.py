@@ -19,12 +19,17 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
+    try:
+        tracking.preflight()
+    except tracking.TrackingError as e:
+        raise SystemExit(f"stages.compare: error: {e}") from None
     summary = compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
                               eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
     pairs = [p["name"] for p in json.loads(Path("reports/diagnosis/pairs.json").read_text())]   # this run's
     plots = [(Path("reports/diagnosis", name, "keypoint_oks.png"), f"diagnosis/{name}") for name in pairs]
     tracking.log_comparison(cfg, summary, Path("reports/comparison.md"), artifacts=plots, also=lambda tracker:
                             compare.log_learning_curve(tracker, summary["learning_curve"], Path("reports/plots")))
+    tracking.close_pipeline(summary["verdict"])
 
 
 if __name__ == "__main__":

@@ -29,11 +29,18 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="required with --source trained")
     args = parser.parse_args(argv)
     cfg = machine.resolve_precision(config.load(args.params, args.config))
+    try:
+        tracking.preflight()
+    except tracking.TrackingError as e:
+        raise SystemExit(f"stages.evaluate: error: {e}") from None
     tag = cfg.name if args.source == "trained" else f"{args.source}_{cfg.name}"
     out = Path("reports/metrics") / f"{tag}.json"
     atomic.check_writable(out.parent)   # before the download and the evaluation, not after them
     if args.source == "reference":
-        results.write(out, evaluate_reference(cfg, Path("outputs/eval") / tag))
+        record, cfg = evaluate_reference(cfg, Path("outputs/eval") / tag)
+        results.write(out, record)   # first: a tracking failure must not cost the evaluation
+        if record.get("status") != "not_run":
+            tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
         return
     if args.source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
@@ -48,23 +55,22 @@ def main(argv=None):
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / tag)
     record = {**results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint)),
               "eval_wall_time_s": round(time.perf_counter() - start, 3)}   # beside `repro plan`'s estimate
+    results.write(out, record)   # first: a tracking failure must not cost the evaluation
     tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
-    results.write(out, record)
     if args.source == "trained":   # one retrain more in the seed ledger (tier C / S equivalence)
         ledger.append(ledger.LEDGER_DIR, record, config.published()["metric_names"])
 
 
-def evaluate_reference(cfg, out_dir: Path) -> dict:
-    """Tier E's record: the committed reference of cfg.name evaluated here (smoke only; else not_run)."""
+def evaluate_reference(cfg, out_dir: Path) -> tuple:
+    """Tier E: (the record of cfg.name's committed reference evaluated here, its resolved config); a not_run
+    record outside the smoke profile."""
     index = reference.load_index()
     if cfg.profile != reference.PROFILE or index is None or cfg.name not in index["configs"]:
         why = (f"profile {cfg.profile!r} has no smoke reference (tier E is the smoke profile's)"
                if cfg.profile != reference.PROFILE else f"{reference.INDEX} has no reference for {cfg.name}")
-        return results.not_run_record(cfg, "reference", why)
+        return results.not_run_record(cfg, "reference", why), cfg
     cfg = reference.eval_config(None, cfg.name, cfg.data.root, base=cfg)
-    record = reference.evaluate_record(cfg, index["configs"][cfg.name], out_dir)
-    tracking.log_evaluation(f"evaluate_reference_{cfg.name}", cfg, record)
-    return record
+    return reference.evaluate_record(cfg, index["configs"][cfg.name], out_dir), cfg
 
 
 if __name__ == "__main__":

@@ -153,25 +153,28 @@ def metric_shown(text: str, key: str, value) -> bool:
     return re.search(rf"(?<!\S){re.escape(key)} {re.escape(js_number(value))}(?!\S)", text) is not None
 
 
-def _latest_runs(db_path, experiment: str, run_names: list) -> tuple[str, dict]:
-    """(experiment id, {run name: run id of the newest run so named}) from the store itself."""
+def _latest_runs(db_path, experiment: str, run_names: list) -> tuple[str, dict, dict]:
+    """(experiment id, {run name: run id of the newest run so named}, {run name: the name of the row that
+    shows it in the runs table: its parent run's, since child runs are collapsed under it}) from the store."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=f"sqlite:///{Path(db_path).resolve()}")
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no experiment {experiment!r} in {db_path}"
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000)
-    ids = {}
+    ids, names, rows = {}, {r.info.run_id: r.info.run_name for r in runs}, {}
     for run in runs:
-        ids.setdefault(run.info.run_name, run.info.run_id)
+        if run.info.run_name not in ids:
+            ids[run.info.run_name] = run.info.run_id
+            rows[run.info.run_name] = names.get(run.data.tags.get("mlflow.parentRunId"), run.info.run_name)
     missing = [n for n in run_names if n not in ids]
     assert not missing, f"runs {missing} not in experiment {experiment!r} of {db_path} (has {sorted(ids)})"
-    return exp.experiment_id, {n: ids[n] for n in run_names}
+    return exp.experiment_id, {n: ids[n] for n in run_names}, {n: rows[n] for n in run_names}
 
 
 def assert_runs_shown(db_path, run_names: list, ap_values: list | None = None, experiment: str = "cpm-repro",
                       metric: str = "AP", shots_dir=None, base_url: str | None = None) -> None:
     """Serve `db_path` with `mlflow ui` and check in Chromium that the experiment's runs page lists every
-    name in `run_names` and that each run's page shows `metric` = the matching entry of `ap_values`
+    name in `run_names` (a child run: its parent's row) and that each run's page shows `metric` = the matching entry of `ap_values`
     (None skips one). A name used by several runs means the newest. With `shots_dir`, screenshots of
     every page checked are saved there (runs.png, <run name>.png). With `base_url`, a server already
     started by `serve(db_path)` is used instead of a new one (saves its start-up, ~10 s).
@@ -180,12 +183,12 @@ def assert_runs_shown(db_path, run_names: list, ap_values: list | None = None, e
     """
     if ap_values is not None:
         assert len(ap_values) == len(run_names), "ap_values must match run_names one to one"
-    exp_id, run_ids = _latest_runs(db_path, experiment, run_names)
+    exp_id, run_ids, rows = _latest_runs(db_path, experiment, run_names)
     shot = (lambda name: Path(shots_dir) / f"{name}.png") if shots_dir else (lambda name: None)
     with (contextlib.nullcontext(base_url) if base_url else serve(db_path)) as base_url:
         url = f"{base_url}/#/experiments/{exp_id}/runs"
         text = render(url, screenshot=shot("runs"))
-        missing = [n for n in run_names if not re.search(rf"(?<!\S){re.escape(n)}(?!\S)", text)]
+        missing = [n for n in run_names if not re.search(rf"(?<!\S){re.escape(rows[n])}(?!\S)", text)]
         assert not missing, f"{url} does not show runs {missing}; the page reads:\n{text[:3000]}"
         for name, value in zip(run_names, ap_values or [None] * len(run_names)):
             if value is None:

@@ -44,3 +44,28 @@ def test_mlflow_ui_shows_runs_and_ap(tmp_path, monkeypatch):
         with pytest.raises(AssertionError, match="does not show AP 0.4322"):
             mlflow_ui.assert_runs_shown(db, run_names=["evaluate_256x192"], ap_values=[0.4322], base_url=base_url)
     print(f"MLflow UI checked in {time.monotonic() - start:.1f} s; screenshots in {tmp_path}")
+
+
+def test_saved_view_opens_the_runs_table_with_the_comparison_columns(tmp_path, monkeypatch):
+    """The documented URL (README) opens the runs table with the saved view's columns and the stage runs
+    grouped under their pipeline run (MLflow 3.17 picks the page from `workflowType`, not the experiment kind)."""
+    if mlflow_ui.chromium() is None:
+        pytest.skip("chromium not installed (scripts/test.sh installs Debian's `chromium`)")
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    monkeypatch.setenv("REPRO_PIPELINE_ID", "ui-test")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    cfg = config.load(REPO / "params.yaml", "256x192")
+    for name, ap in RUNS.items():
+        tracking.log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "AP75": 0.5, "AR": 0.6, "source": "trained",
+                                            "checkpoint": "x.pth"})
+    from mlflow.tracking import MlflowClient
+    exp_id = MlflowClient(f"sqlite:///{db}").get_experiment_by_name("cpm-repro").experiment_id
+    with mlflow_ui.serve(db) as base_url:
+        text = mlflow_ui.render(f"{base_url}/#/experiments/{exp_id}?workflowType=machine_learning")
+        assert text.startswith("Runs - Experiment"), text[:500]
+        text = mlflow_ui.render(f"{base_url}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+                                f"&viewStateShareKey={tracking.VIEW_KEY}", screenshot=tmp_path / "view.png")
+    assert "CPM comparison" in text and "error loading shared view" not in text.lower(), text[:3000]
+    assert "AP AP50 AP75 AR repro.config repro.profile repro.source" in text, text[:3000]
+    assert "pipeline-ui-test" in text and "3 matching runs" in text, text[:3000]   # 2 children, 1 parent

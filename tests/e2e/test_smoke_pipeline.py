@@ -82,6 +82,12 @@ def test_mlflow_runs_of_one_repro_are_grouped_and_shown_in_the_ui(pipeline):
     assert runs["compare-smoke"].data.tags["repro.verdict"] == "pass"
     logged = [a.path for a in client.list_artifacts(runs["compare-smoke"].info.run_id, "diagnosis/256x192_vs_384x288")]
     assert logged == ["diagnosis/256x192_vs_384x288/keypoint_oks.png"]
+    parents = {runs[n].data.tags.get("mlflow.parentRunId") for n in wanted}   # one parent, closed by compare
+    assert len(parents) == 1 and None not in parents, parents
+    parent = client.get_run(parents.pop())
+    assert parent.info.status == "FINISHED" and parent.data.tags["repro.verdict"] == "pass"
+    assert [r.info.run_name for r in runs.values() if r.info.status == "RUNNING"] == []
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     ap = {n: runs[f"evaluate_{n}"].data.metrics["AP"] for n in NAMES}
     assert ap == {n: json.loads((project / f"reports/metrics/{n}.json").read_text())["AP"] for n in NAMES}
     mlflow_ui.assert_runs_shown(project / "mlflow.db", [f"evaluate_{n}" for n in NAMES], list(ap.values()))

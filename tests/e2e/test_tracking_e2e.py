@@ -77,6 +77,9 @@ def test_run_has_code_environment_hardware_and_data_tags(record, tiny_project):
     assert tags["data.sha256.val_ann"] == tracking.sha256_file(ann)
     assert {"data.sha256.train_ann", "data.sha256.det_file"} <= tags.keys()
     assert run.info.status == "FINISHED"
+    inputs = MlflowClient(f"sqlite:///{tiny_project / 'mlflow.db'}").get_run(run.info.run_id).inputs
+    assert {i.dataset.name for i in inputs.dataset_inputs} == {"train_ann", "val_ann", "det_file"}
+    assert "system/cpu_utilization_percentage" in run.data.metrics   # sampled every 10 s while it trained
 
 
 def test_unreachable_store_fails_before_training(tiny_project):
