@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from repro import config
+from repro.errors import InputFileError
 
 REFERENCE_DIR = Path("reports/reference")
 INDEX = REFERENCE_DIR / "smoke.json"
@@ -55,7 +56,7 @@ def evaluate_entry(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
     from repro import evaluate
     got = sha256_file(entry["checkpoint"])
     if got != entry["sha256"]:
-        raise ValueError(f"{entry['checkpoint']}: sha256 {got} is not the committed {entry['sha256']}")
+        raise InputFileError(f"{entry['checkpoint']}: sha256 {got} is not the committed {entry['sha256']}")
     return evaluate.evaluate_checkpoint(cfg, Path(entry["checkpoint"]), Path(out_dir))
 
 

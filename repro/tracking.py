@@ -41,6 +41,8 @@ from pathlib import Path
 import torch
 
 from repro import atomic
+from repro.errors import ReproError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "cpm-repro"
@@ -58,8 +60,11 @@ _BATCH = 500   # metrics per MLflow log_batch call (the API allows 1000)
 SYSTEM_METRICS_INTERVAL_S = 10   # MLflow's default sampling period for system/* metrics (CPU, memory, GPU)
 
 
-class TrackingError(RuntimeError):
-    """The MLflow store cannot be used; raised before training starts."""
+class TrackingError(ReproError, RuntimeError):
+    """The MLflow store cannot be used; raised before training starts. One line like bad input, but exit
+    code 1: the input is fine, the store is not."""
+
+    exit_code = 1
 
 
 def enabled() -> bool:
