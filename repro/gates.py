@@ -560,10 +560,13 @@ def equivalence_reference(tier: str, name: str, inputs: GateInputs) -> tuple:
     if tier == "C":
         return (inputs.published["models"][name]["results"]["AP"], inputs.published["tolerances"]["C"]["ap_below"],
                 "published AP")
-    entry = (inputs.baseline or {}).get("configs", {}).get(name)
+    # The baseline entry of the precision the smoke runs train in here (the latest metrics file says which).
+    record = read_record(metrics_path(inputs.metrics_dir, "S", name)) or {}
+    precision = record.get("train_precision") or machine.precision_name(machine.resolve_amp("auto", "cpu"))
+    entry = (inputs.baseline or {}).get("precisions", {}).get(precision, {}).get("configs", {}).get(name)
     if entry is None:
-        return None, None, f"no smoke baseline entry for {name} in {inputs.baseline_path}"
-    return entry["AP"]["mean"], entry["AP"]["tolerance"], f"smoke baseline mean ({inputs.baseline_path})"
+        return None, None, f"no {precision} smoke baseline entry for {name} in {inputs.baseline_path}"
+    return entry["AP"]["mean"], entry["AP"]["tolerance"], f"smoke baseline mean, {precision} ({inputs.baseline_path})"
 
 
 def equivalence(tier: str, name: str, inputs: GateInputs, ledger_dir=None) -> dict:

@@ -1,7 +1,7 @@
 """`repro gate` and `compare` over the seed ledger: TOST beside the single-run verdicts, both profiles."""
 import json
 
-from repro import compare, gates, ledger
+from repro import compare, gates, ledger, machine
 from tests.conftest import REPO
 
 BASELINE = REPO / "reports/baselines/smoke.json"
@@ -28,7 +28,8 @@ def test_tier_c_three_retrains_near_the_published_ap_are_equivalent(tmp_path):
 
 
 def test_tier_s_uses_the_smoke_baseline_mean_and_tolerance(tmp_path):
-    base = json.loads(BASELINE.read_text())["configs"]["256x192"]["AP"]
+    precision = machine.precision_name(machine.resolve_amp("auto", "cpu"))   # no metrics file: this machine's
+    base = json.loads(BASELINE.read_text())["precisions"][precision]["configs"]["256x192"]["AP"]
     for seed, offset in enumerate([-0.002, 0.0, 0.002]):
         retrain(tmp_path, "smoke", "256x192", seed, base["mean"] + offset)
     e = gates.equivalence("S", "256x192", inputs(tmp_path))
@@ -42,7 +43,8 @@ def test_gate_reports_not_enough_seeds_and_fails_only_when_equivalence_is_requir
     retrain(tmp_path, "full", "256x192", 0, 0.623)
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "256x192.json").write_text(json.dumps(
-        {"config": "256x192", "profile": "full", "source": "trained", "seed": 0, "AP": 0.623}))
+        {"config": "256x192", "profile": "full", "source": "trained", "seed": 0,   # the published stats
+         **gates.load_inputs(tmp_path / "metrics").published["models"]["256x192"]["results"]}))
     argv = ["--tier", "C", "--metrics-dir", str(tmp_path / "metrics"), "--baseline", str(BASELINE)]
     assert gates.gate_main(argv) == 0   # the single run passes tier C; one seed is reported, not failed
     out = capsys.readouterr().out

@@ -27,7 +27,9 @@ def fake_timings(step=1.0, image=0.1, item=0.0):
 
 
 def test_train_estimate_follows_the_schedule_and_the_data_size():
-    cfg = config.resolve(PARAMS, "256x192", "smoke")   # batch 16, 8 epochs, val every 4 -> 2 validations
+    params = copy.deepcopy(PARAMS)
+    params["profiles"]["smoke"]["train"].update(epochs=8, val_interval=4)
+    cfg = config.resolve(params, "256x192", "smoke")   # batch 16, 8 epochs, val every 4 -> 2 validations
     sizes = {"train_instances": 100, "val_boxes": 10}
     run = plan.train_seconds(cfg, fake_timings(step=1.0, image=0.5), sizes, world=1)
     # ceil(100 / 16) = 7 steps of 1 s per epoch, 8 epochs, plus 2 validations of 10 boxes x 0.5 s
