@@ -89,11 +89,12 @@ def precision_name(amp: str) -> str:
 def fingerprint() -> dict:
     """What decides whether the same seed reproduces the same floats: library versions, CPU model and ISA.
 
-    `bf16` says whether this CPU computes bf16 natively ("native") or torch emulates it ("emulated").
+    `bf16` says whether this CPU computes bf16 natively ("native") or torch emulates it ("emulated");
+    `threads` is torch's intra-op thread count, which changes how float sums are split and so the last bits.
     """
     import numpy as np
     import torch
 
     return {"torch": torch.__version__, "numpy": np.__version__, "arch": platform.machine(),
             "cpu_isa": torch.backends.cpu.get_cpu_capability(), "cpu_model": cpu_model(),
-            "bf16": "native" if native_bf16_cpu() else "emulated"}
+            "bf16": "native" if native_bf16_cpu() else "emulated", "threads": torch.get_num_threads()}
