@@ -37,7 +37,7 @@ def test_smoke_job_runs_tests_pipeline_strict_gates_and_summary_on_cpu(workflow)
     run = commands(job)
     assert run.index("scripts/test.sh") < run.index("scripts/repro.sh") < run.index("scripts/test.sh tests/gates")
     gates = [s for s in job["steps"] if "scripts/test.sh tests/gates" in s.get("run", "")][0]
-    assert gates["env"] == {"REPRO_STRICT_GATES": "1", "REPRO_GATE_TIERS": "S"}
+    assert gates["env"] == {"REPRO_STRICT_GATES": "1", "REPRO_GATE_TIERS": "S,E"}
     summary = [s for s in job["steps"] if "GITHUB_STEP_SUMMARY" in s.get("run", "")][0]
     assert summary["if"] == "always()" and "reports/comparison.md" in summary["run"]
 
