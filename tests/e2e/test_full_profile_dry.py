@@ -28,6 +28,8 @@ def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
         "python -m stages.evaluate --config 384x288 --source trained --checkpoint models/384x288/best.pth",
         "python -m stages.evaluate --config 256x192 --source published",
         "python -m stages.evaluate --config 384x288 --source published",
+        "python -m stages.evaluate --config 256x192 --source reference",   # writes not_run in the full profile
+        "python -m stages.evaluate --config 384x288 --source reference",
         "python -m stages.compare",
     ]
     # The stages read the full profile: data goes to data/full (the train stage's dep).
