@@ -6,10 +6,13 @@ epochs, so its outcome varies little from seed to seed and the tier-S bands, mea
 over 3 seeds (reports/baselines/smoke.json), are narrow enough to see these bugs without the exact-seed check,
 which only runs on the baseline's own machine. Each test plants one bug, fine-tunes 256x192 with the
 pipeline's schedule and checks that tier S fails:
-    (a) the wrong Gaussian sigma for 256x192 (3 instead of 2; spec §2.8)
-    (b) left/right keypoints not swapped when a training image is flipped (spec §2.6)
-    (c) keypoint target weights ignored in the loss (spec §3: use_target_weight=True)
-    (d) the learning rate x10 (spec §3: 5e-4)
+    (a) the wrong Gaussian sigma for 256x192 (3 instead of 2; spec §2.8): AP 0.314 against 0.370 ± 0.005
+    (b) left/right keypoints not swapped when a training image is flipped (spec §2.6): AP 0.047
+    (c) the learning rate x10 (spec §3: 5e-4)
+Not caught, so not tested here: keypoint target weights ignored in the loss (spec §3: use_target_weight=True)
+gave AP 0.3734, inside the band. In the synthetic data a keypoint has v=0 only when it lies outside the
+image, and its target heatmap is all zero anyway, so dropping the weights changes almost nothing; catching it
+needs unlabelled-but-visible keypoints in the data (as COCO has).
 The eval-side plants (flip shift, rescoring, OKS-NMS, quarter-pixel step, crop offset) fail tier E instead:
 tests/gates/test_planted_eval_regressions.py.
 
@@ -18,9 +21,8 @@ tests/gates/test_planted_eval_regressions.py.
 import json
 
 import pytest
-import torch
 
-from repro import gates, pipeline, train, transforms
+from repro import gates, pipeline, transforms
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -62,16 +64,9 @@ def no_flip_swap(monkeypatch):
                         lambda kp, vis, width, flip_indices=None: original(kp, vis, width, tuple(range(len(vis)))))
 
 
-def no_target_weights(monkeypatch):
-    original = train.heatmap_loss
-    monkeypatch.setattr(train, "heatmap_loss", lambda heatmaps, target, weight: original(
-        heatmaps, target, torch.ones_like(weight)))
-
-
 PLANTS = {
     "sigma 3 for 256x192 (published 2)": ({f"configs.{NAME}.sigma": 3}, None),
     "left/right not swapped by the training flip": (None, no_flip_swap),
-    "target weights ignored in the loss": (None, no_target_weights),
     "learning rate x10": ({"recipe.train.lr": 0.005}, None),
 }
 
