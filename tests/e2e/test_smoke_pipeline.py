@@ -55,7 +55,7 @@ def test_comparison_is_written_and_the_smoke_gate_passes(pipeline):
     assert diagnosis["a_report"]["ap"]["all"] == pytest.approx(
         json.loads((project / "reports/metrics/256x192.json").read_text())["AP"], abs=1e-4)
     done = run(repro_cmd("gate", "--strict"), project)
-    assert "gate (strict, required tiers S): pass" in done.stdout
+    assert "gate (strict, required tiers S, E): pass" in done.stdout
 
 
 def test_trained_models_learned_and_an_untrained_one_scores_near_zero(pipeline):
