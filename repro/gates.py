@@ -527,17 +527,28 @@ def baseline_main(argv, run_smoke) -> int:
                              "natively); entries of other precisions in the file are kept")
     parser.add_argument("--out", default=None, help="default: published.yaml tolerances.S.baseline")
     parser.add_argument("--published", default=str(PUBLISHED_PATH))
+    parser.add_argument("--ledger", default=None, help="seed ledger directory (default: reports/ledger)")
     args = parser.parse_args(argv)
     inputs = load_inputs(published_path=args.published, baseline_path=args.out, platform={})
     tier_s = inputs.published["tolerances"]["S"]
     if len(set(args.seeds)) < int(tier_s["min_seeds"]):
         parser.error(f"need at least {tier_s['min_seeds']} distinct seeds to measure a spread")
     precisions = args.precisions or ["fp32", *(["bf16"] if machine.native_bf16("cpu") else [])]
+    # The seeds of the precision the default run trains in here are retrains of it: the seed ledger keeps them,
+    # so that tier S equivalence (TOST over seeds) has them without rerunning the pipeline per seed.
+    default_precision = machine.precision_name(machine.resolve_amp("auto", "cpu"))
     base, rows = inputs.baseline, []
     for precision in precisions:
         amp = PRECISION_AMP[precision]
         runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
         entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
+        if precision == default_precision:
+            from repro import ledger
+            for records in runs.values():
+                for name, record in records.items():
+                    path = ledger.append(args.ledger or ledger.LEDGER_DIR, {**record, "config": name},
+                                         inputs.published["metric_names"])
+            print(f"seed ledger: {precision} seeds {sorted(runs)} recorded in {path.parent}")
         base = baseline.with_entry(base, precision, entry)
         rows += [[precision, n, m, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['range']:.4f}",
                   f"{s['tolerance']:.4f}"] for n, e in entry["configs"].items() for m, s in e.items()]

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import yaml
 
-from repro import baseline, gates
+from repro import baseline, gates, machine
 
 NAMES = ("256x192", "384x288")
 PLATFORM = {"torch": "2.13.0+cpu", "numpy": "2.0", "arch": "x86_64", "cpu_isa": "AVX2"}
@@ -324,10 +324,16 @@ def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path
     assert calls == [(0, "none"), (1, "none"), (2, "none")]
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(as_file(smoke_baseline)))
+    # The seeds of the precision the default run trains in here (fp32 without native bf16) are retrains of it:
+    # they go into the seed ledger, bf16 ones only where bf16 is the default.
+    fp32_default = not machine.native_bf16("cpu")
+    assert (tmp_path / "reports/ledger/smoke_256x192.json").is_file() == fp32_default
     # Measuring another precision keeps the entry already there.
     assert gates.baseline_main(["--seeds", "0", "1", "2", "--precisions", "bf16", "--out", str(out),
                                 "--published", "published.yaml"], run_smoke=run_smoke) == 0
     assert calls[-1] == (2, "bf16")
+    entries = json.loads((tmp_path / "reports/ledger/smoke_384x288.json").read_text())["entries"]
+    assert sorted(e["seed"] for e in entries) == [0, 1, 2] and entries[0]["metrics"]["AP"] == 0.30
     assert sorted(json.loads(out.read_text())["precisions"]) == ["bf16", "fp32"]
     assert not list(out.parent.glob(".*.tmp"))
     with pytest.raises(SystemExit):
