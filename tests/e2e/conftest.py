@@ -26,6 +26,11 @@ TINY = {
     "profiles.smoke.train.val_interval": 3,
     "profiles.smoke.train.log_interval": 13,
 }
+# Shorter still, for what does not need learning to show (two torchrun processes, kill and resume): 96 training
+# images, 3 epochs of about a dozen iterations, one validation at the end.
+SHORT = {**TINY, "profiles.smoke.synthetic.train_images": 96, "profiles.smoke.train.warmup_iters": 10,
+         "profiles.smoke.train.epochs": 3, "profiles.smoke.train.milestones": [2, 3],
+         "profiles.smoke.train.val_interval": 3, "profiles.smoke.train.log_interval": 4}
 
 
 def repro_env(workdir: Path, **extra) -> dict:
@@ -71,3 +76,15 @@ def tiny_run(tiny_project) -> Path:
     """One uninterrupted single-process `repro train`, recorded in tiny_project/mlflow.db: its out dir."""
     run(repro_cmd(*TRAIN, "--out", "models/one"), tiny_project)
     return tiny_project / "models/one"
+
+
+@pytest.fixture(scope="session")
+def short_project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("short"), SHORT)
+
+
+@pytest.fixture(scope="session")
+def short_run(short_project) -> Path:
+    """One uninterrupted single-process `repro train` of SHORT: its out dir."""
+    run(repro_cmd(*TRAIN, "--out", "models/one"), short_project)
+    return short_project / "models/one"

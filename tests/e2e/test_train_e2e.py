@@ -1,5 +1,6 @@
-"""Training end to end with the real CLI: one process, two torchrun processes (gloo on 127.0.0.1), and a
-run killed with SIGKILL then resumed, which must end with the same weights as the uninterrupted run.
+"""Training end to end with the real CLI: one process learns (TINY), two torchrun processes (gloo on 127.0.0.1)
+train one model, and a run killed with SIGKILL then resumed ends with the same weights as the uninterrupted run
+(both on SHORT, the same data and model on a shorter schedule).
 
     scripts/test.sh -m slow tests/e2e/test_train_e2e.py
 """
@@ -55,38 +56,43 @@ def test_one_process_training_lowers_the_loss_and_raises_val_ap(tiny_run):
     assert metrics["recipe"] == "open" and "world_size" in metrics["recipe_diff"]
 
 
-def test_two_torchrun_processes_train_one_model(tiny_project, tiny_run):
+def test_two_torchrun_processes_train_one_model(short_project, short_run):
     # REPRO_NPROC=2 makes `repro train` exec torchrun --standalone with 2 local workers (gloo on CPU). Half
     # the per-process batch keeps the global batch, so the run takes the same optimisation steps.
-    done = run(repro_cmd(*TRAIN, "--out", "models/two", "--set", "train.batch_per_gpu=8"), tiny_project,
+    done = run(repro_cmd(*TRAIN, "--out", "models/two", "--set", "train.batch_per_gpu=8"), short_project,
                REPRO_NPROC="2", OMP_NUM_THREADS="1")
-    out = tiny_project / "models/two"
+    out = short_project / "models/two"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2, done.stderr[-2000:]
-    assert metrics["iterations"] == json.loads((tiny_run / "metrics.json").read_text())["iterations"]
-    assert_learned(out)
+    assert metrics["iterations"] == json.loads((short_run / "metrics.json").read_text())["iterations"]
+    # The same steps on the same global batch: each epoch's loss falls and stays within 3% of the one-process
+    # run's (measured: within 0.5%; per-process BatchNorm statistics on half batches make them differ at all).
+    losses, single = epoch_losses(out), epoch_losses(short_run)
+    assert len(losses) == 3 and losses[-1] < losses[0], f"loss did not fall: {losses}"
+    assert all(abs(a - b) < 0.03 * b for a, b in zip(losses, single)), (losses, single)
+    assert len(val_ap(out)) == 1
 
 
-def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(tiny_project, tiny_run):
-    out = tiny_project / "models/killed"
+def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(short_project, short_run):
+    out = short_project / "models/killed"
     cmd = repro_cmd(*TRAIN, "--out", "models/killed")
-    log = tiny_project / "killed.log"
+    log = short_project / "killed.log"
     with open(log, "wb") as stderr:          # a file, not a pipe nobody reads while the run logs
-        proc = subprocess.Popen(cmd, cwd=tiny_project, env=repro_env(tiny_project), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, cwd=short_project, env=repro_env(short_project), stdout=subprocess.DEVNULL,
                                 stderr=stderr, start_new_session=True)
     deadline = time.monotonic() + 300
     while not (out / "last.pth").exists():   # written atomically at the end of epoch 1
         assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, "no last.pth after 300 s"
-        time.sleep(0.2)
-    time.sleep(2)                             # now inside epoch 2
+        time.sleep(0.1)
+    time.sleep(0.5)                           # now inside epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 5, "killed too late to test resume"
-    done = run(cmd, tiny_project)
+    assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 2, "killed too late to test resume"   # 0-based: 2 is the last
+    done = run(cmd, short_project)
     assert "resumed from" in done.stderr
-    resumed, reference = weights(out / "last.pth"), weights(tiny_run / "last.pth")
+    resumed, reference = weights(out / "last.pth"), weights(short_run / "last.pth")
     assert resumed.keys() == reference.keys()
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
-    assert val_ap(out) == val_ap(tiny_run)
+    assert val_ap(out) == val_ap(short_run)
