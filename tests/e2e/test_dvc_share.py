@@ -1,6 +1,7 @@
 """DVC as its users expect it, on the real dvc.yaml's output declarations, .gitignore and .dvc/config:
 `dvc push` / `dvc pull` through the default local remote share a whole run, `dvc exp show` and `dvc metrics
-diff` show each experiment's AP.
+diff` show each experiment's AP, and `repro record` commits a full-profile run while smoke outputs stay
+uncommitted.
 
 The project is tiny: the real train, evaluate and compare stages with their real outs/metrics/plots (and
 cache settings) but a stand-in command that writes each declared output (AP = 0.5 + seed / 100). Seconds
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from repro import record
 from tests.conftest import REPO
 
 REAL = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -79,9 +81,11 @@ def git(*args, cwd) -> str:
 
 
 @pytest.fixture
-def project(tmp_path) -> Path:
+def project(tmp_path, monkeypatch) -> Path:
     """tmp_path/project: a git + DVC repo with the real .gitignore and .dvc/config (whose default remote
     `../cpm-repro-dvc-remote` is then tmp_path/cpm-repro-dvc-remote)."""
+    for key, value in env().items():
+        monkeypatch.setenv(key, value)   # repro.record's own git and dvc calls
     root = tmp_path / "project"
     root.mkdir()
     git("init", "-q", "-b", "main", cwd=root)
@@ -95,6 +99,11 @@ def project(tmp_path) -> Path:
     git("add", "-A", cwd=root)
     git("commit", "-qm", "tiny project", cwd=root)
     return root
+
+
+def set_params(root: Path, **values):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, **values}))
 
 
 SHARED = ["models/256x192/best.pth", "models/256x192/last.pth", "models/384x288/metrics.json",
@@ -147,3 +156,39 @@ def test_exp_show_and_metrics_diff_show_the_ap_of_two_experiments(project):
     assert diff["reports/metrics/256x192.json"]["AP"]["old"] == 0.51
     assert diff["reports/metrics/256x192.json"]["AP"]["new"] == 0.52
 
+
+def test_record_commits_a_full_profile_run_alone_and_a_clone_pulls_it_back(project, tmp_path):
+    dvc("repro", "-q", cwd=project)
+    with pytest.raises(record.RecordError, match="profile 'smoke' is not recorded"):
+        record.record(project)
+
+    set_params(project, profile="full", seed=3)
+    dvc("repro", "-q", cwd=project)
+    set_params(project, seed=4)
+    with pytest.raises(record.RecordError, match="dvc.lock: the workspace differs from it in compare, "):
+        record.record(project)   # a param changed and the pipeline did not run again
+    set_params(project, seed=3)
+    (project / "unrelated.txt").write_text("staged, not part of the record\n")
+    git("add", "unrelated.txt", cwd=project)
+    dest, commit = record.record(project, push=True, message="tiny test run")
+
+    assert dest == project / "reports/records/full"
+    committed = git("show", "--name-only", "--format=", commit, cwd=project).split()
+    assert sorted(committed) == [f"reports/records/full/{n}" for n in (
+        "comparison.json", "comparison.md", "dvc.lock", "metrics/256x192.json", "metrics/384x288.json", "params.yaml")]
+    assert git("diff", "--cached", "--name-only", cwd=project).split() == ["unrelated.txt"]   # still only staged
+    assert "record the full reproduction: pass" in git("log", "-1", "--format=%B", cwd=project)
+    assert "256x192 AP 0.53" in git("log", "-1", "--format=%B", cwd=project)
+    tracked = git("ls-files", cwd=project).split()
+    assert not [p for p in tracked if p.startswith(("models/", "outputs/", "reports/metrics/"))]
+    assert "dvc.lock" not in tracked and "reports/comparison.json" not in tracked   # the run's own files: uncommitted
+
+    # The record gets the run back on another machine: its dvc.lock and params, then dvc pull.
+    git("clone", "-q", str(project), str(tmp_path / "clone"), cwd=tmp_path)
+    clone = tmp_path / "clone"
+    for name in ("dvc.lock", "params.yaml"):
+        (clone / name).write_text((clone / "reports/records/full" / name).read_text())
+    dvc("pull", cwd=clone)
+    for name in SHARED:
+        assert (clone / name).read_bytes() == (project / name).read_bytes(), name
+    assert json.loads(dvc("status", "--json", cwd=clone)) == {}
