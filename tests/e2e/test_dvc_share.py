@@ -155,6 +155,9 @@ def test_exp_show_and_metrics_diff_show_the_ap_of_two_experiments(project):
     diff = json.loads(dvc("metrics", "diff", "seed1", "seed2", "--json", cwd=project))
     assert diff["reports/metrics/256x192.json"]["AP"]["old"] == 0.51
     assert diff["reports/metrics/256x192.json"]["AP"]["new"] == 0.52
+    # The workspace holds the last experiment; main commits no dvc.lock, so `old` is empty, but it works.
+    diff = json.loads(dvc("metrics", "diff", "main", "--json", cwd=project))
+    assert diff["reports/metrics/256x192.json"]["AP"] == {"old": None, "new": 0.52}
 
 
 def test_record_commits_a_full_profile_run_alone_and_a_clone_pulls_it_back(project, tmp_path):
