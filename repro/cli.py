@@ -12,6 +12,7 @@
     repro diagnose A.json B.json --gt ANN.json [--out reports/diagnosis]   # where the AP went, A vs B
     repro reference [--from-checkpoints A B] [--measure-noise]   # tier E's committed smoke reference
     repro publish                    # record in MLflow the runs kept after a tracking failure
+    repro record [--push] [-m TEXT]  # commit a full-profile run's dvc.lock, metrics, comparison (reports/records/)
 
 Modules are imported per command, so `repro --help` stays fast. Bad input ends with one line on stderr
 and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
@@ -138,9 +139,14 @@ def _reference(argv) -> int:
     return reference_build.main(argv)
 
 
+def _record(argv) -> int:
+    from repro import record
+    return record.main(argv)
+
+
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
 DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan,
-             "diagnose": _diagnose, "reference": _reference}
+             "diagnose": _diagnose, "reference": _reference, "record": _record}
 
 
 def _dispatch(argv: list):

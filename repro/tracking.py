@@ -1,8 +1,10 @@
-"""MLflow records of training runs. The only module that imports mlflow (lazily: `import repro.train` stays fast).
+"""MLflow records of training runs. With repro.registry, the only modules that import mlflow (lazily: `import
+repro.train` stays fast).
 
     tracker = tracking.start(cfg, out_dir, world_size=2, recipe_diff=[...])   # rank 0; others get NullTracker()
     tracker.log_metrics({"train/loss": 0.01, "train/lr": 5e-4}, step=17)      # buffered, written in batches
     tracker.log_artifact("models/256x192/metrics.json")
+    tracker.log_model(registry.model_spec(cfg, "models/256x192/best.pth", "trained"))   # registered cpm-256x192
     tracker.end("FINISHED")
 
 Store: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db (run `mlflow ui --backend-store-uri
@@ -15,6 +17,8 @@ names, world size, seed, sha256 of the annotation and detection files, the recip
 with the differing items) and `repro.pipeline`, shared by every stage run of one `dvc repro`.
 
 Runs of one `dvc repro` are children (mlflow.parentRunId) of one `pipeline-<id>` run that compare closes.
+A finished training run logs its best.pth as an MLflow PyTorch model registered as `cpm-<config>`; the
+evaluation of a published checkpoint registers it as `cpm-<config>-published` (repro/registry.py).
 Every run records its owner (host, pid, pid start time); the next run marks a RUNNING run whose owner is
 gone as KILLED. The experiment is tagged as model training and carries the saved view "CPM comparison".
 Tracking never costs work: stages write their results first and `publish` them after; a store failure
@@ -290,6 +294,7 @@ class NullTracker:
     def log_artifact(self, path, artifact_path: str | None = None) -> None: ...
     def log_text(self, text: str, artifact_file: str) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
+    def log_model(self, spec: dict) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -340,6 +345,11 @@ class Tracker(NullTracker):
         from mlflow.entities import RunTag
         self._call(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()],
                    synchronous=True)
+
+    def log_model(self, spec: dict) -> None:
+        """spec's checkpoint (registry.model_spec) as an MLflow model of this run, registered (repro.registry)."""
+        from repro import registry
+        self._call(registry.log_checkpoint, self.client, self.run_id, spec, tracking_uri())
 
     def end(self, status: str = "FINISHED") -> None:
         if self.monitor is not None:
@@ -476,7 +486,9 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
         raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
     start_system_metrics(tracker, uri, resumed=run_id is not None)
     # From here on a store failure is reported and remembered, and training goes on.
-    marker = {"kind": "train", "name": name, "tags": context, "params": params, "out_dir": str(out_dir)}
+    from repro import registry
+    marker = {"kind": "train", "name": name, "tags": context, "params": params, "out_dir": str(out_dir),
+              "model": registry.model_spec(cfg, Path(out_dir) / "best.pth", "trained")}
     tracker.on_error = lambda e: _pending_after_failure(marker, e)
     return tracker
 
@@ -541,13 +553,15 @@ def _open_run(run_name: str, tags: dict, params: dict) -> Tracker:
     return tracker
 
 
-def log_evaluation(run_name: str, cfg, record: dict) -> str | None:
+def log_evaluation(run_name: str, cfg, record: dict, model_checkpoint=None) -> str | None:
     """One evaluation as an MLflow run: the COCO stats and counts as metrics, the settings as params.
 
     Args:
         run_name: e.g. "evaluate_256x192" or "evaluate_published_256x192".
         cfg: the resolved run configuration (its eval and codec sections become params).
         record: the metrics file's content (repro.results.metrics_record).
+        model_checkpoint: if given (a published checkpoint), also logged as an MLflow model and registered
+            as cpm-<config>-<record's source> (repro.registry).
 
     Returns:
         The run id; None when tracking is off or failed (then a marker waits for `repro publish`).
@@ -557,11 +571,15 @@ def log_evaluation(run_name: str, cfg, record: dict) -> str | None:
     for key in ("repro.recipe", "repro.recipe_diff"):   # properties of a training run, not of an evaluation
         del tags[key]
     resolved = cfg.to_dict()
-    return publish({"kind": "evaluate", "name": run_name, "tags": tags, "datasets": dataset_inputs(cfg, tags),
-                    "params": flatten({k: resolved[k] for k in ("eval", "codec", "model")}),
-                    "metrics": {k: v for k, v in record.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"},
-                    "texts": {"metrics.json": json.dumps(record, indent=2) + "\n"}})
+    run = {"kind": "evaluate", "name": run_name, "tags": tags, "datasets": dataset_inputs(cfg, tags),
+           "params": flatten({k: resolved[k] for k in ("eval", "codec", "model")}),
+           "metrics": {k: v for k, v in record.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"},
+           "texts": {"metrics.json": json.dumps(record, indent=2) + "\n"}}
+    if model_checkpoint is not None:
+        from repro import registry
+        run["model"] = registry.model_spec(cfg, model_checkpoint, str(record.get("source")))
+    return publish(run)
 
 
 def log_comparison(cfg, summary: dict, report_path, artifacts=(), also=None) -> str | None:
@@ -595,8 +613,9 @@ def publish(run: dict, also=None) -> str | None:
 
     Args:
         run: {"kind", "name", "tags", "params", "metrics", "texts": {artifact file: text},
-              "files": [[path, artifact dir or None]], "datasets": dataset_inputs(...)} (the last four
-              optional).
+              "files": [[path, artifact dir or None]], "datasets": dataset_inputs(...),
+              "model": registry.model_spec(...)} (the last five optional; the model is logged and
+              registered when its checkpoint exists).
         also: called with the open Tracker before the run ends (a caller's own metrics and artifacts);
             not kept in the marker: what it logs stays on disk only.
 
@@ -621,6 +640,8 @@ def _publish(run: dict, also=None) -> str:
         tracker.log_text(text, artifact_file)
     for path, artifact_path in run.get("files", []):
         tracker.log_artifact(path, artifact_path)
+    if run.get("model") and Path(run["model"]["checkpoint"]).is_file():
+        tracker.log_model(run["model"])
     if also is not None:
         also(tracker)
     tracker.end("FINISHED")

@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import atomic, checkpoint, codec, config, curve, distributed, machine, mmpose_log, recipe, runlog, tracking
+from repro import (atomic, checkpoint, codec, config, curve, distributed, machine, mmpose_log, recipe, registry,
+                   runlog, tracking)
 from repro.config import RunConfig, TrainConfig
 from repro.model import build_cpm
 
@@ -369,6 +370,8 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
         run.write_config(cfg.to_dict())
         summary = _fit(cfg, out_dir, env, state, meta is not None, run, tracker, diff, evaluate, reference)
         tracker.log_artifact(out_dir / "best.pth", "checkpoints")
+        if (out_dir / "best.pth").is_file():   # an MLflow model, registered as cpm-<config> (repro/registry.py)
+            tracker.log_model(registry.model_spec(cfg, out_dir / "best.pth", "trained"))
         tracking.gather_logs(tracker, out_dir)
         tracker.end("FINISHED")
         return summary

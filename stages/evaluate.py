@@ -3,7 +3,8 @@
 --source trained: our checkpoint (models/<config>/best.pth). --source published: the mmpose checkpoint of
 this config, downloaded and sha256-verified into models/published/ (full profile only; in the smoke profile
 there is none to evaluate and the metrics file says so). Writes outputs/eval/<tag>/{predictions,metrics}.json,
-reports/metrics/<tag>.json (read by `compare`) and an MLflow run; a trained model's metrics are also
+reports/metrics/<tag>.json (read by `compare`) and an MLflow run (a published checkpoint also becomes the
+registered MLflow model cpm-<config>-published); a trained model's metrics are also
 appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/ledger.py). --source reference: the committed
 smoke reference checkpoint of reports/reference/smoke.json (tier E; smoke profile only), its record adding the
 predictions path and the val data digests.
@@ -56,7 +57,10 @@ def main(argv=None):
     record = {**results.metrics_record(cfg, metrics, args.source, checkpoint, ckpt_io.trained_precision(checkpoint)),
               "eval_wall_time_s": round(time.perf_counter() - start, 3)}   # beside `repro plan`'s estimate
     results.write(out, record)   # first: a tracking failure must not cost the evaluation
-    tracking.log_evaluation(f"evaluate_{tag}", cfg, record)
+    # A published checkpoint is also registered as the MLflow model cpm-<config>-published (trained ones are
+    # registered by their training run, as cpm-<config>).
+    tracking.log_evaluation(f"evaluate_{tag}", cfg, record,
+                            model_checkpoint=checkpoint if args.source == "published" else None)
     if args.source == "trained":   # one retrain more in the seed ledger (tier C / S equivalence)
         ledger.append(ledger.LEDGER_DIR, record, config.published()["metric_names"])
 

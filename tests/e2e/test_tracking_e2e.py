@@ -61,6 +61,8 @@ def test_run_has_checkpoint_log_and_context_artifacts(record):
             "context/recipe_diff.json"} <= paths
     freeze = client.download_artifacts(run.info.run_id, "context/pip_freeze.txt")
     assert "torch==" in open(freeze).read()
+    # best.pth is also a registered MLflow model (repro/registry.py; its loading is tests/unit/test_registry.py)
+    assert run.data.tags["repro.model"].startswith("models:/cpm-256x192/")
 
 
 def test_run_has_code_environment_hardware_and_data_tags(record, tiny_project):
