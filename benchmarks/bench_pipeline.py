@@ -110,7 +110,8 @@ def run_variant(name: str, scratch: Path) -> dict:
     cost = json.loads((project / "reports/comparison.json").read_text())["cost"]
     return {"variant": name, "env": extra_env, "first_run_s": round(first, 1), "noop_rerun_s": round(second, 1),
             "train_wall_s": {n: m["wall_time_s"] for n, m in trained.items()},
-            "compute_s": round(sum(r["actual_s"] or 0 for r in cost if r["stage"].startswith(("train", "evaluate"))), 1),
+            "compute_s": round(sum(r["actual_s"] or 0 for r in cost
+                                   if r["stage"].startswith(("train", "evaluate"))), 1),
             "plan": cost, "precision": trained["256x192"]["precision"]["train"],
             "step_s": round(step_seconds(project, env), 3)}
 

@@ -88,7 +88,8 @@ def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(short_pr
     time.sleep(0.5)                           # now inside epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 2, "killed too late to test resume"   # 0-based: 2 is the last
+    # 0-based epochs: a last.pth of epoch 2 would be the finished run
+    assert checkpoint.read_checkpoint(out / "last.pth")["epoch"] < 2, "killed too late to test resume"
     done = run(cmd, short_project)
     assert "resumed from" in done.stderr
     resumed, reference = weights(out / "last.pth"), weights(short_run / "last.pth")
