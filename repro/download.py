@@ -14,7 +14,6 @@ Offline clusters: set REPRO_MIRROR (or pass `mirror=`) to a directory holding th
 or to a base URL; it is tried before the internet URL. REPRO_DET_FILE names the person-detection file.
 """
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.digest import file_digest
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,6 @@ class _Transient(DownloadError):
 
 
 # ---------------------------------------------------------------------------------------------- checksums
-
-def file_digest(path, algo: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _checks(md5=None, sha256=None, sha256_prefix=None) -> list[tuple[str, str, bool]]:
     """(algorithm, expected hex, is_prefix) for each checksum given."""

@@ -25,7 +25,6 @@ Tracking never costs work: stages write their results first and `publish` them a
 then (or mid-training, through `Tracker.on_error`) is one error line and a marker in outputs/unpublished/
 that `repro publish` records later. REPRO_TRACKING=0 records nothing.
 """
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -45,6 +44,7 @@ from pathlib import Path
 import torch
 
 from repro import atomic
+from repro.digest import sha256_file
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
@@ -211,14 +211,6 @@ def _cpu_name() -> str:
 def _pip_freeze() -> str:
     dists = {(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()}
     return "".join(f"{name}=={version}\n" for name, version in sorted(dists, key=lambda x: x[0].lower()))
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_digests(cfg) -> dict:
