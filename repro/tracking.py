@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from repro import atomic
+from repro import atomic, machine
 from repro.digest import sha256_file
 from repro.errors import ReproError
 
@@ -198,16 +198,6 @@ def _git(*args: str) -> str | None:
     return out.stdout
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _pip_freeze() -> str:
     dists = {(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()}
     return "".join(f"{name}=={version}\n" for name, version in sorted(dists, key=lambda x: x[0].lower()))
@@ -255,7 +245,7 @@ def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
         "python.version": platform.python_version(), "platform": platform.platform(),
         "torch.version": torch.__version__, "torch.cuda": torch.version.cuda or "none",
         "torch.cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none",
-        "hardware.cpu": _cpu_name(), "hardware.cpu_count": os.cpu_count(),
+        "hardware.cpu": machine.cpu_model(), "hardware.cpu_count": os.cpu_count(),
         "hardware.gpus": ", ".join(gpus) if gpus else "none",
     }
     tags.update({f"data.sha256.{name}": digest for name, digest in data_digests(cfg).items()})
