@@ -114,39 +114,19 @@ def _train(argv):
     return launch.run("repro.train", argv, train.main)
 
 
-def _gate(argv) -> int:
-    from repro import gates
-    return gates.gate_main(argv)
-
-
-def _drift(argv) -> int:
-    from repro import gates
-    return gates.drift_main(argv)
-
-
-def _plan(argv) -> int:
-    from repro import plan
-    return plan.plan_main(argv)
-
-
-def _diagnose(argv) -> int:
-    from repro import diagnose
-    return diagnose.main(argv)
-
-
-def _reference(argv) -> int:
-    from repro import reference_build
-    return reference_build.main(argv)
-
-
-def _record(argv) -> int:
-    from repro import record
-    return record.main(argv)
+def _main_of(module: str, func: str = "main"):
+    """`repro <command> ARGV` -> `module.func(ARGV)`, the module imported only when the command runs."""
+    def run(argv) -> int:
+        import importlib
+        return getattr(importlib.import_module(module), func)(argv)
+    return run
 
 
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "gate": _gate, "drift": _drift, "baseline": _baseline, "plan": _plan,
-             "diagnose": _diagnose, "reference": _reference, "record": _record}
+DELEGATED = {"train": _train, "baseline": _baseline,
+             "gate": _main_of("repro.gates", "gate_main"), "drift": _main_of("repro.gates", "drift_main"),
+             "plan": _main_of("repro.plan", "plan_main"), "diagnose": _main_of("repro.diagnose"),
+             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.record")}
 
 
 def _dispatch(argv: list):

@@ -18,11 +18,22 @@ from pathlib import Path
 import yaml
 
 from repro.errors import ReproError
-from repro.model import CPMConfig
 
 
 class ConfigError(ReproError, ValueError):
     """A bad value in params.yaml; the message names the file and the dotted key."""
+
+
+@dataclass(frozen=True)
+class CPMConfig:
+    """Shape of one member of the CPM family. Defaults are the published network (spec §1.2)."""
+
+    in_channels: int = 3
+    num_keypoints: int = 17
+    feat_channels: int = 128     # width of the image-feature and refinement convs
+    middle_channels: int = 32    # width of the per-stage image features concatenated with heatmaps
+    stem_channels: int = 512     # width of the stage-1 9x9 and 1x1 convs (fixed at 512 in mmpose)
+    num_stages: int = 6          # stage 1 + (num_stages - 1) refinement stages
 
 
 @dataclass(frozen=True)

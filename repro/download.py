@@ -2,7 +2,7 @@
 
     from repro.download import download, prepare_coco, fetch_published
     published = yaml.safe_load(open("repro/published.yaml"))
-    prepare_coco("data/coco", published["sources"], det_file="~/COCO_val2017_detections_AP_H_56_person.json")
+    prepare_coco("data/full", published["sources"], det_file="~/COCO_val2017_detections_AP_H_56_person.json")
     fetch_published(published["models"]["256x192"], "models/published")
 
 A download goes to `<dest>.part`, is continued with an HTTP Range request after a dropped connection, is
@@ -14,7 +14,6 @@ Offline clusters: set REPRO_MIRROR (or pass `mirror=`) to a directory holding th
 or to a base URL; it is tried before the internet URL. REPRO_DET_FILE names the person-detection file.
 """
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro.digest import file_digest
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,6 @@ class _Transient(DownloadError):
 
 
 # ---------------------------------------------------------------------------------------------- checksums
-
-def file_digest(path, algo: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _checks(md5=None, sha256=None, sha256_prefix=None) -> list[tuple[str, str, bool]]:
     """(algorithm, expected hex, is_prefix) for each checksum given."""
@@ -355,7 +346,7 @@ def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PAR
     """Build the full-profile COCO tree <root>/{annotations,train2017,val2017,person_detection_results}.
 
     Args:
-        root: the COCO root (params.yaml data.root of the full profile, e.g. data/coco).
+        root: the COCO root (the full profile's cfg.data.root: data/full).
         sources: published.yaml `sources`: {train2017|val2017|annotations: {url, md5}, detections: {...}}.
         mirror: see download(); default env REPRO_MIRROR.
         det_file: path or URL of COCO_val2017_detections_AP_H_56_person.json (default env REPRO_DET_FILE).

@@ -4,22 +4,10 @@ The module tree reproduces mmpose's state-dict keys (`stem.0.conv.weight`, `cpm_
 ...), so a published checkpoint loads after stripping its `backbone.` prefix and nothing is renamed.
 With default arguments this is the published network: 216 state-dict entries, 31,304,166 parameters.
 """
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class CPMConfig:
-    """Shape of one member of the CPM family. Defaults are the published network (spec §1.2)."""
-
-    in_channels: int = 3
-    num_keypoints: int = 17
-    feat_channels: int = 128     # width of the image-feature and refinement convs
-    middle_channels: int = 32    # width of the per-stage image features concatenated with heatmaps
-    stem_channels: int = 512     # width of the stage-1 9x9 and 1x1 convs (fixed at 512 in mmpose)
-    num_stages: int = 6          # stage 1 + (num_stages - 1) refinement stages
+from repro.config import CPMConfig   # pure config, lives in the torch-free repro.config
 
 
 class ConvModule(nn.Module):

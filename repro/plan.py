@@ -75,11 +75,10 @@ def train_seconds(cfg, t: dict, sizes: dict, world: int) -> dict:
 
 def device_timings(table: dict, gpu: str, cfg) -> dict:
     """Probe-like timings of `cfg` on a device of repro/throughput.yaml (the published network only)."""
-    from repro.model import CPMConfig
     devices = table["devices"]
     if gpu not in devices:
         raise config.ConfigError(f"--gpu {gpu!r}: not in {THROUGHPUT_PATH.name} (have {', '.join(devices)})")
-    if cfg.model != CPMConfig():
+    if cfg.model != config.CPMConfig():
         raise config.ConfigError(f"--gpu {gpu}: the table holds the published network only; profile "
                                  f"{cfg.profile!r} uses another model (use --profile full, or probe this machine)")
     entry = devices[gpu]

@@ -158,11 +158,4 @@ def hardware_name(device: str) -> str:
     """The CPU or GPU model the probe ran on, with the thread count for a CPU."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    import platform
-    name = platform.processor() or platform.machine()
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
+    return f"{machine.cpu_model()}, {torch.get_num_threads()} threads"

@@ -10,19 +10,12 @@ import json
 from pathlib import Path
 
 from repro import config
+from repro.digest import sha256_file
 from repro.errors import InputFileError
 
 REFERENCE_DIR = Path("reports/reference")
 INDEX = REFERENCE_DIR / "smoke.json"
 PROFILE = "smoke"
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_digests(data: config.DataConfig) -> dict:

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from repro import atomic, config, golden, machine
-from repro.reference import (INDEX, PROFILE, REFERENCE_DIR, data_digests, eval_config, load_index,
-                             sha256_file)
+from repro.digest import sha256_file
+from repro.reference import INDEX, PROFILE, REFERENCE_DIR, data_digests, eval_config, load_index
 
 SCRATCH = Path("data/reference")          # the reference runs' data (git-ignored)
 

@@ -23,7 +23,6 @@ example is 2 deterministic crops in quarter steps over [-2, 2] (short JSON: abou
 MLflow's serving copy, 15 MB for 384x288).
 """
 import dataclasses
-import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from repro.checkpoint import load_checkpoint
+from repro.digest import sha256_file
 from repro.model import CPMConfig, build_cpm
 
 EXAMPLE_BATCH = 2   # > 1: torch.export would fix a batch dimension of 1
@@ -101,14 +101,6 @@ def _fluent_store(uri: str, experiment_id: str):
                 os.environ[key] = value
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def log_checkpoint(client, run_id: str, spec: dict, uri: str) -> str:
     """Log `spec`'s checkpoint into run `run_id` as an MLflow PyTorch model and register it.
 
@@ -132,7 +124,7 @@ def log_checkpoint(client, run_id: str, spec: dict, uri: str) -> str:
     version = str(info.registered_model_version)
     tags = {"repro.source": spec["source"], "repro.config": spec["config"], "repro.profile": spec["profile"],
             "repro.run_id": run_id, "repro.checkpoint": spec["checkpoint"],
-            "repro.checkpoint.sha256": _sha256(spec["checkpoint"]),
+            "repro.checkpoint.sha256": sha256_file(spec["checkpoint"]),
             "git.commit": run.data.tags.get("git.commit", "unknown")}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)

@@ -25,7 +25,6 @@ Tracking never costs work: stages write their results first and `publish` them a
 then (or mid-training, through `Tracker.on_error`) is one error line and a marker in outputs/unpublished/
 that `repro publish` records later. REPRO_TRACKING=0 records nothing.
 """
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -44,7 +43,8 @@ from pathlib import Path
 
 import torch
 
-from repro import atomic
+from repro import atomic, machine
+from repro.digest import sha256_file
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
@@ -198,27 +198,9 @@ def _git(*args: str) -> str | None:
     return out.stdout
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _pip_freeze() -> str:
     dists = {(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()}
     return "".join(f"{name}=={version}\n" for name, version in sorted(dists, key=lambda x: x[0].lower()))
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_digests(cfg) -> dict:
@@ -263,7 +245,7 @@ def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
         "python.version": platform.python_version(), "platform": platform.platform(),
         "torch.version": torch.__version__, "torch.cuda": torch.version.cuda or "none",
         "torch.cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none",
-        "hardware.cpu": _cpu_name(), "hardware.cpu_count": os.cpu_count(),
+        "hardware.cpu": machine.cpu_model(), "hardware.cpu_count": os.cpu_count(),
         "hardware.gpus": ", ".join(gpus) if gpus else "none",
     }
     tags.update({f"data.sha256.{name}": digest for name, digest in data_digests(cfg).items()})

@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 from repro import config
-from repro.model import CPMConfig
 from tests.conftest import REPO
 
 PARAMS = REPO / "params.yaml"
@@ -20,7 +19,7 @@ def params():
     ("256x192", (192, 256), (24, 32), 2.0, 64), ("384x288", (288, 384), (36, 48), 3.0, 32)])
 def test_full_profile_is_the_published_recipe(name, input_size, heatmap_size, sigma, batch):
     cfg = config.load(PARAMS, name, profile="full")
-    assert cfg.model == CPMConfig()
+    assert cfg.model == config.CPMConfig()
     assert (cfg.codec.input_size, cfg.codec.heatmap_size, cfg.codec.sigma) == (input_size, heatmap_size, sigma)
     assert (cfg.train.batch_per_gpu, cfg.train.gpus, cfg.train.epochs) == (batch, 8, 210)
     assert (cfg.train.lr, cfg.train.warmup_iters, cfg.train.milestones) == (5e-4, 500, (170, 200))
@@ -38,7 +37,7 @@ def test_params_recipe_matches_published_yaml():
 def test_smoke_profile_is_a_narrow_member_of_the_family():
     cfg = config.load(PARAMS, "256x192", profile="smoke")
     assert cfg.data.source == "synthetic" and cfg.data.root == "data/smoke"
-    assert cfg.model.feat_channels < CPMConfig().feat_channels
+    assert cfg.model.feat_channels < config.CPMConfig().feat_channels
     assert cfg.codec.sigma == 2.0  # the per-config values are not overridden by the profile
 
 
