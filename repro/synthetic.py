@@ -12,8 +12,10 @@ plausible joint-angle ranges (standing, walking, arms raised or out, hands on hi
 build, scale, yaw and rotation, and a head with nose, eyes and ears. Every figure faces the camera, so
 its left side is on the image right when upright; that geometric cue survives a horizontal flip (which
 swaps the labels), whereas a colour-per-side cue would be contradicted by flip augmentation and flip
-test. Keypoints outside the image get v=0 (x=y=0, not counted); keypoints covered by a later figure, an
-occluder patch, or the head (the far ear of a turned head) get v=1; the rest v=2.
+test. Keypoints outside the image get v=0 (x=y=0, not counted), and so do 10% of the others: drawn but left
+unlabelled, as COCO's annotators leave some (their target weight is 0, which the training loss must honour).
+Keypoints covered by a later figure, an occluder patch, or the head (the far ear of a turned head) get v=1; the
+rest v=2.
 
 Everything is drawn from np.random.default_rng([seed, split, index]), so the same seed gives
 byte-identical files and an image does not depend on how many others are generated.
@@ -47,6 +49,7 @@ class SceneSpec:
     person_height: tuple[float, float] = (0.55, 1.0)   # standing height / image height
     cut_prob: float = 0.25                     # a figure may be placed across the image border
     occluder_prob: float = 0.4                 # chance per image of 1-2 occluder patches
+    unlabelled_prob: float = 0.1               # an in-image keypoint the annotator left out (v=0, as in COCO)
     clutter: tuple[int, int] = (6, 16)         # background shapes per image
     det_miss_rate: float = 0.08                # people the detector misses
     det_fp_per_image: float = 0.4              # mean false-positive boxes per image (Poisson)
@@ -264,17 +267,17 @@ def _render(rng, spec: SceneSpec):
         labels[mask > 0] = i + 1
         people.append(dict(kp=to_px(kp), hidden=hidden, mask=mask, height=height, label=i + 1))
     _occluders(rng, img, labels, people, spec)
-    return img, [_annotate(p, labels) for p in people]
+    return img, [_annotate(p, labels, rng.random(NUM_KEYPOINTS) < spec.unlabelled_prob) for p in people]
 
 
-def _annotate(person, labels):
+def _annotate(person, labels, unlabelled):
     h, w = labels.shape
     kp = person["kp"]
     inside = (kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h)
     xi = np.clip(kp[:, 0], 0, w - 1).astype(int)
     yi = np.clip(kp[:, 1], 0, h - 1).astype(int)
     on_top = labels[yi, xi] == person["label"]
-    v = np.where(inside, np.where(on_top & ~person["hidden"], 2, 1), 0)
+    v = np.where(inside & ~unlabelled, np.where(on_top & ~person["hidden"], 2, 1), 0)
     ys, xs = np.nonzero(person["mask"])
     x0, y0, x1, y1 = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, 0, 0)
     if np.any(v > 0):       # the box holds the silhouette and every labelled keypoint
