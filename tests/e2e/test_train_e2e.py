@@ -97,3 +97,11 @@ def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(short_pr
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
     assert val_ap(out) == val_ap(short_run)
+    # The killed process's MLflow run was left RUNNING; the resumed run found its owner gone and marked it.
+    from mlflow.tracking import MlflowClient
+    store = MlflowClient(f"sqlite:///{short_project / 'mlflow.db'}")
+    runs = store.search_runs([e.experiment_id for e in store.search_experiments()])
+    status = {}
+    for r in runs:
+        status.setdefault(r.info.status, []).append(r.info.run_name)
+    assert "RUNNING" not in status and len(status.get("KILLED", [])) == 1, status
