@@ -28,16 +28,17 @@ def _data(args):
     from repro import config
     cfg = config.load(args.params, profile=args.profile)
     if cfg.data.source == "synthetic":
-        from repro.synthetic import generate
+        from repro.data.synthetic import generate
         print(json.dumps(generate(cfg.synthetic, cfg.data.root), indent=2, default=str))
     else:
-        from repro.download import prepare_coco
+        from repro.data.download import prepare_coco
         prepare_coco(cfg.data.root, config.published()["sources"], mirror=os.environ.get("REPRO_MIRROR"),
                      det_file=args.det_file or os.environ.get("REPRO_DET_FILE"))
 
 
 def _evaluate(args):
-    from repro import config, evaluate
+    from repro import config
+    from repro.evaluation import evaluate
     cfg = config.load(args.params, args.config, profile=args.profile)
     out_dir = Path(args.out_dir or f"outputs/eval/{Path(args.checkpoint).stem}_{cfg.name}")
     metrics = evaluate.evaluate_checkpoint(cfg, Path(args.checkpoint), out_dir,
@@ -47,13 +48,14 @@ def _evaluate(args):
 
 def _download_published(args):
     from repro import config
-    from repro.download import fetch_published
+    from repro.data.download import fetch_published
     print(fetch_published(config.published()["models"][args.config], Path(args.dest),
                           mirror=os.environ.get("REPRO_MIRROR")))
 
 
 def _compare(args):
-    from repro import compare, config
+    from repro import config
+    from repro.report import compare
     cfg = config.load(args.params, profile=args.profile)
     compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
                     eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
@@ -103,15 +105,16 @@ def _baseline(argv) -> int:
     """Each seed's smoke run goes to a scratch directory, so the repo's data/, models/, reports/ stay as they are."""
     import tempfile
 
-    from repro import gates, pipeline
+    from repro import pipeline
+    from repro.report import gates
     with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
         return gates.baseline_main(argv, lambda seed, amp: pipeline.run_smoke(
             seed, workdir=Path(scratch) / f"{amp}-{seed}", overrides={"profiles.smoke.train.amp": amp}))
 
 
 def _train(argv):
-    from repro import launch, train
-    return launch.run("repro.train", argv, train.main)
+    from repro.engine import launch, train
+    return launch.run("repro.engine.train", argv, train.main)
 
 
 def _main_of(module: str, func: str = "main"):
@@ -122,11 +125,11 @@ def _main_of(module: str, func: str = "main"):
     return run
 
 
-# Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
+# Commands that own their argument parsing: `repro train ...` is `python -m repro.engine.train ...`.
 DELEGATED = {"train": _train, "baseline": _baseline,
-             "gate": _main_of("repro.gates", "gate_main"), "drift": _main_of("repro.gates", "drift_main"),
-             "plan": _main_of("repro.plan", "plan_main"), "diagnose": _main_of("repro.diagnose"),
-             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.record")}
+             "gate": _main_of("repro.report.gates", "gate_main"), "drift": _main_of("repro.report.gates", "drift_main"),
+             "plan": _main_of("repro.report.plan", "plan_main"), "diagnose": _main_of("repro.report.diagnose"),
+             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.report.record")}
 
 
 def _dispatch(argv: list):

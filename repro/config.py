@@ -68,7 +68,7 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class StopBelowPublished:
     """Opt-in early stop: after a validation at epoch >= from_epoch (1-based) with val AP below the
-    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/curve.py)."""
+    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/engine/curve.py)."""
 
     margin: float
     from_epoch: int

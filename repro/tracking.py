@@ -1,5 +1,5 @@
 """MLflow records of training runs. With repro.registry, the only modules that import mlflow (lazily: `import
-repro.train` stays fast).
+repro.engine.train` stays fast).
 
     tracker = tracking.start(cfg, out_dir, world_size=2, recipe_diff=[...])   # rank 0; others get NullTracker()
     tracker.log_metrics({"train/loss": 0.01, "train/lr": 5e-4}, step=17)      # buffered, written in batches
@@ -541,7 +541,7 @@ def log_evaluation(run_name: str, cfg, record: dict, model_checkpoint=None) -> s
     Args:
         run_name: e.g. "evaluate_256x192" or "evaluate_published_256x192".
         cfg: the resolved run configuration (its eval and codec sections become params).
-        record: the metrics file's content (repro.results.metrics_record).
+        record: the metrics file's content (repro.evaluation.results.metrics_record).
         model_checkpoint: if given (a published checkpoint), also logged as an MLflow model and registered
             as cpm-<config>-<record's source> (repro.registry).
 

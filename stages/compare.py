@@ -1,7 +1,7 @@
 """DVC stage `compare`: every metrics file against the published table -> verdicts, reports, plots.
 
 Writes reports/comparison.md, reports/comparison.json (DVC metrics), reports/plots/ (DVC plot data
-and PNGs), reports/diagnosis/ (where the AP went between two prediction files, repro/diagnose.py) and an
+and PNGs), reports/diagnosis/ (where the AP went between two prediction files, repro/report/diagnose.py) and an
 MLflow run carrying the verdicts, the report and the diagnosis plots.
 
     python -m stages.compare
@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from repro import compare, config, errors, tracking
+from repro import config, errors, tracking
+from repro.report import compare
 
 
 def main(argv=None):

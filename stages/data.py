@@ -19,10 +19,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = config.load(args.params)
     if cfg.data.source == "synthetic":
-        from repro.synthetic import generate
+        from repro.data.synthetic import generate
         generate(cfg.synthetic, cfg.data.root)
     else:
-        from repro.download import prepare_coco
+        from repro.data.download import prepare_coco
         prepare_coco(cfg.data.root, config.published()["sources"], mirror=os.environ.get("REPRO_MIRROR"),
                      det_file=os.environ.get("REPRO_DET_FILE"))
 

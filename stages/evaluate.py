@@ -5,7 +5,7 @@ this config, downloaded and sha256-verified into models/published/ (full profile
 there is none to evaluate and the metrics file says so). Writes outputs/eval/<tag>/{predictions,metrics}.json,
 reports/metrics/<tag>.json (read by `compare`) and an MLflow run (a published checkpoint also becomes the
 registered MLflow model cpm-<config>-published); a trained model's metrics are also
-appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/ledger.py). --source reference: the committed
+appended to the seed ledger reports/ledger/<profile>_<config>.json (repro/report/ledger.py). --source reference: the committed
 smoke reference checkpoint of reports/reference/smoke.json (tier E; smoke profile only), its record adding the
 predictions path and the val data digests.
 
@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from repro import atomic, checkpoint as ckpt_io, config, errors, evaluate, ledger, machine, reference, results, tracking
+from repro import atomic, checkpoint as ckpt_io, config, errors, machine, tracking
+from repro.evaluation import evaluate, reference, results
+from repro.report import ledger
 
 
 def main(argv=None):
@@ -49,7 +51,7 @@ def main(argv=None):
         return
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if args.source == "published":
-        from repro.download import fetch_published
+        from repro.data.download import fetch_published
         checkpoint = fetch_published(config.published()["models"][cfg.name], Path("models/published"),
                                      mirror=os.environ.get("REPRO_MIRROR"))
     start = time.perf_counter()

@@ -7,7 +7,8 @@ smoke profile) and writes reports/plan/<profile>.json; `compare` puts it beside 
 """
 import argparse
 
-from repro import config, plan
+from repro import config
+from repro.report import plan
 
 
 def main(argv=None):

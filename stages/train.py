@@ -8,7 +8,8 @@ Writes models/<config>/{best.pth, last.pth, metrics.json, val_history.csv, train
 import argparse
 import sys
 
-from repro import errors, launch, train
+from repro import errors
+from repro.engine import launch, train
 
 
 def main(argv=None):
@@ -17,7 +18,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="input size, a key of params.yaml configs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    launch.run("repro.train", ["--params", args.params, "--config", args.config, "--out", args.out],
+    launch.run("repro.engine.train", ["--params", args.params, "--config", args.config, "--out", args.out],
                train.main)
 
 

@@ -1,7 +1,8 @@
 """`repro gate` and `compare` over the seed ledger: TOST beside the single-run verdicts, both profiles."""
 import json
 
-from repro import compare, gates, ledger, machine
+from repro import machine
+from repro.report import compare, gates, ledger
 from tests.conftest import REPO
 
 BASELINE = REPO / "reports/baselines/smoke.json"

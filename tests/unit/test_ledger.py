@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from repro import ledger
+from repro.report import ledger
 
 NAMES = ["AP", "AR"]
 

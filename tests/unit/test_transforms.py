@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from repro import transforms as T
 from repro.config import AugmentConfig, CodecConfig
+from repro.data import transforms as T
 from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
 
 SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
@@ -318,7 +318,7 @@ def test_crops_of_the_coco_sample_equal_the_reference_recipe_pixel_for_pixel(coc
 
 
 def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(coco_sample, codec):
-    from repro.coco import TopDownCocoDataset
+    from repro.data.coco import TopDownCocoDataset
     ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=False,
                             det_file=coco_sample / "test_coco_det_AP_H_56.json")
     images = {}
@@ -333,7 +333,7 @@ def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(c
 def test_training_crops_and_keypoints_equal_the_reference_recipe(coco_sample, codec):
     """Augmented geometry (flip, rotation, shift, scale) of the sample's GT instances, several epochs: the
     crop and the keypoints mapped as TopdownAffine maps them (cv2.transform of float32 keypoints)."""
-    from repro.coco import TopDownCocoDataset, read_image
+    from repro.data.coco import TopDownCocoDataset, read_image
     ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=True, seed=5)
     rotated = 0
     for epoch in range(3):

@@ -4,7 +4,7 @@
 
 The number of local workers is REPRO_NPROC if set, else the number of visible CUDA devices, else 1.
 Several nodes: run `torchrun --nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT
---nproc-per-node G -m repro.train --config ...` on each node yourself (README).
+--nproc-per-node G -m repro.engine.train --config ...` on each node yourself (README).
 """
 import os
 import shutil

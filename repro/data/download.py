@@ -1,6 +1,6 @@
 """Resumable, verified downloads and safe unzipping for the full-profile data and the published checkpoints.
 
-    from repro.download import download, prepare_coco, fetch_published
+    from repro.data.download import download, prepare_coco, fetch_published
     published = yaml.safe_load(open("repro/published.yaml"))
     prepare_coco("data/full", published["sources"], det_file="~/COCO_val2017_detections_AP_H_56_person.json")
     fetch_published(published["models"]["256x192"], "models/published")

@@ -11,11 +11,12 @@ Writes, under `out_dir` (reports/):
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
     plots/learning_curve.csv + .png  each validation of the run against the reference training curve
-                                     (repro/curve.py), flagged where it is more than the band below
+                                     (repro/engine/curve.py), flagged where it is more than the band below
     diagnosis/<pair>/                with eval_dir: where the AP went between two prediction files
-                                     (repro/diagnose.py), also the "Diagnosis" section of comparison.md
+                                     (repro/report/diagnose.py), also the "Diagnosis" section of comparison.md
 as one set (repro.atomic.all_or_none): all of them are replaced, or none.
-The checks themselves live in repro/gates.py and repro/curve.py; this module only collects and writes them.
+The checks themselves live in repro/report/gates.py and repro/engine/curve.py; this module only collects and
+writes them.
 The learning-curve flags are reported (comparison.md section, comparison.json `learning_curve`), not gated:
 a run behind the curve mid-schedule can still end within the tier-C tolerance, which is the gate.
 """
@@ -29,7 +30,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from repro import atomic, curve, gates, mmpose_log
+from repro import atomic
+from repro.engine import curve, mmpose_log
+from repro.report import gates
 
 DP = 4
 
@@ -62,7 +65,7 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     names = list(inputs.published["models"])
     diagnosis = ""
     if eval_dir is not None:   # first: it checks its input files before anything is written
-        from repro import diagnose   # imported here: diagnose imports this module's _save_png
+        from repro.report import diagnose   # imported here: diagnose imports this module's _save_png
         diagnosis = "\n" + diagnose.pipeline_section(profile, names, eval_dir, gt_path, out_dir / "diagnosis")
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
     add_equivalence(summary, gates.equivalences(inputs, required))

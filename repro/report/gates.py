@@ -26,15 +26,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro import atomic, baseline, machine
+from repro import atomic, machine
 from repro.errors import InputFileError
+from repro.report import baseline
 
 TIERS = ("A", "C", "S", "E")
 PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
 PROFILE_TIERS = {"smoke": ("S", "E"), "full": ("A", "C")}
 STRICT_ENV = "REPRO_STRICT_GATES"
 TIERS_ENV = "REPRO_GATE_TIERS"
-PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+PUBLISHED_PATH = Path(__file__).parents[1] / "published.yaml"   # repro/published.yaml
 METRICS_DIR = Path("reports/metrics")
 EPS = 1e-9  # float slack on tolerance comparisons: 0.625 - 0.623 is 0.0020000000000000018
 # Published evaluation settings (published.yaml eval_settings) against the `eval` block of a metrics file.
@@ -292,8 +293,8 @@ def tier_e_rows(name: str, record: dict, reference: dict, tol: dict) -> list:
 
 
 def golden_row(name: str, record: dict, entry: dict, tol: dict) -> Row:
-    """The new predictions against the committed golden ones (repro.golden); the note names what moved."""
-    from repro import golden
+    """The new predictions against the committed golden ones (repro.evaluation.golden); the note names what moved."""
+    from repro.evaluation import golden
     rule = f"<= {tol['max_changed_fraction']:.2%} changed, <= {tol['max_unmatched']} unmatched"  # keypoints, instances
     try:
         gold, new = (json.loads(Path(p).read_text()) for p in (entry["predictions"], record["predictions"]))
@@ -543,7 +544,7 @@ def baseline_main(argv, run_smoke) -> int:
         runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
         entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
         if precision == default_precision:
-            from repro import ledger
+            from repro.report import ledger
             for records in runs.values():
                 for name, record in records.items():
                     path = ledger.append(args.ledger or ledger.LEDGER_DIR, {**record, "config": name},
@@ -560,7 +561,7 @@ def baseline_main(argv, run_smoke) -> int:
 
 
 # ------------------------------------------------------------------------- seed ledger: equivalence (C, S)
-# Over N retrains (reports/ledger, repro/ledger.py): TOST of the mean AP against the tier's reference.
+# Over N retrains (reports/ledger, repro/report/ledger.py): TOST of the mean AP against the tier's reference.
 LEDGER_PROFILES = {"C": "full", "S": "smoke"}
 EQUIVALENCE_ALPHA = 0.05
 
@@ -587,7 +588,7 @@ def equivalence(tier: str, name: str, inputs: GateInputs, ledger_dir=None) -> di
         {"tier", "config", "ledger", "seeds", "reference_is", "n", "mean", "std", "reference", "margin",
         "alpha", "ci_low", "ci_high", "p_value", "verdict"}; verdict not_enough_seeds below 2 seeds.
     """
-    from repro import ledger, tost
+    from repro.report import ledger, tost
     ledger_dir = Path(ledger_dir) if ledger_dir else Path(inputs.metrics_dir).parent / "ledger"
     path = ledger.ledger_path(ledger_dir, LEDGER_PROFILES[tier], name)
     per_seed = ledger.values_by_seed(ledger.read(path))
