@@ -2,6 +2,7 @@
 
 One worker runs in this process; several (REPRO_NPROC, or every visible GPU) run under torchrun.
 Writes models/<config>/{best.pth, last.pth, metrics.json, val_history.csv, train_log.jsonl, config.yaml}.
+The step is repro.engine.train.run_train (also `repro train`).
 
     python -m stages.train --config 256x192 --out models/256x192
 """
@@ -9,7 +10,7 @@ import argparse
 import sys
 
 from repro import errors
-from repro.engine import launch, train
+from repro.engine import train
 
 
 def main(argv=None):
@@ -18,8 +19,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="input size, a key of params.yaml configs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    launch.run("repro.engine.train", ["--params", args.params, "--config", args.config, "--out", args.out],
-               train.main)
+    train.run_train(["--params", args.params, "--config", args.config, "--out", args.out])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, registry, tracking
 from repro.config import RunConfig, TrainConfig
-from repro.engine import curve, mmpose_log, runlog
+from repro.engine import curve, launch, mmpose_log, runlog
 from repro.model import build_cpm
 
 log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
@@ -511,6 +511,13 @@ def main(argv=None) -> None:
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
     except (tracking.TrackingError, FloatingPointError, mmpose_log.LogFormatError) as e:   # exit 1, one line
         raise SystemExit(f"repro train: error: {e}") from None
+
+
+def run_train(argv: list) -> None:
+    """The train step (`python -m stages.train`, `repro train`): `main(argv)` in this process for one local
+    worker, under torchrun for several (repro.engine.launch). The input is main's command line because
+    torchrun's workers parse it again."""
+    return launch.run("repro.engine.train", argv, main)
 
 
 if __name__ == "__main__":

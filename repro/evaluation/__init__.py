@@ -2,5 +2,5 @@
 
 evaluate (inference and pycocotools), postprocess (rescoring, NMS, result format), results (the per-model
 metrics files), golden (instance-by-instance predictions diff), reference (tier E's committed reference and
-how it is evaluated). Imports the core and repro.data only.
+how it is evaluated), ledger (every evaluated retrain by seed). Imports the core and repro.data only.
 """

@@ -544,7 +544,7 @@ def baseline_main(argv, run_smoke) -> int:
         runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
         entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
         if precision == default_precision:
-            from repro.report import ledger
+            from repro.evaluation import ledger
             for records in runs.values():
                 for name, record in records.items():
                     path = ledger.append(args.ledger or ledger.LEDGER_DIR, {**record, "config": name},
@@ -561,7 +561,7 @@ def baseline_main(argv, run_smoke) -> int:
 
 
 # ------------------------------------------------------------------------- seed ledger: equivalence (C, S)
-# Over N retrains (reports/ledger, repro/report/ledger.py): TOST of the mean AP against the tier's reference.
+# Over N retrains (reports/ledger, repro/evaluation/ledger.py): TOST of the mean AP against the tier's reference.
 LEDGER_PROFILES = {"C": "full", "S": "smoke"}
 EQUIVALENCE_ALPHA = 0.05
 
@@ -588,7 +588,8 @@ def equivalence(tier: str, name: str, inputs: GateInputs, ledger_dir=None) -> di
         {"tier", "config", "ledger", "seeds", "reference_is", "n", "mean", "std", "reference", "margin",
         "alpha", "ci_low", "ci_high", "p_value", "verdict"}; verdict not_enough_seeds below 2 seeds.
     """
-    from repro.report import ledger, tost
+    from repro.evaluation import ledger
+    from repro.report import tost
     ledger_dir = Path(ledger_dir) if ledger_dir else Path(inputs.metrics_dir).parent / "ledger"
     path = ledger.ledger_path(ledger_dir, LEDGER_PROFILES[tier], name)
     per_seed = ledger.values_by_seed(ledger.read(path))

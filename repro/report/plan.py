@@ -206,6 +206,22 @@ def write(plan: dict, out_dir=PLAN_DIR) -> Path:
     return atomic.write_json(Path(out_dir) / f"{plan['profile']}.json", plan)
 
 
+def run_plan(params_path="params.yaml", profile: str | None = None, out_dir=PLAN_DIR, **options) -> tuple:
+    """The plan step (`python -m stages.plan`, `repro plan`): estimate every stage of the profile and write it.
+
+    Args:
+        params_path: params.yaml.
+        profile: smoke | full (default: params.yaml's).
+        out_dir: the plan goes to <out_dir>/<profile>.json (reports/plan).
+        **options: make_plan's gpu, steps, probe_batch, bandwidth_mb_s.
+
+    Returns:
+        (the plan, the path written).
+    """
+    plan = make_plan(params_path, profile, **options)
+    return plan, write(plan, out_dir)
+
+
 def plan_main(argv=None) -> int:
     """`repro plan`: print the estimate table and write reports/plan/<profile>.json (or --check it)."""
     parser = argparse.ArgumentParser(prog="repro plan", description=plan_main.__doc__)
@@ -227,10 +243,11 @@ def plan_main(argv=None) -> int:
         print(compare.render_cost(compare.cost_rows(path, Path("models"), Path("reports/metrics"))))
         return 0
     try:
-        plan = make_plan(args.params, args.profile, args.gpu, args.steps, args.probe_batch, args.bandwidth)
+        plan, path = run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
+                              probe_batch=args.probe_batch, bandwidth_mb_s=args.bandwidth)
     except config.ConfigError as e:
         parser.exit(2, f"repro plan: {e}\n")
     print(f"{plan['profile']} profile on {plan['hardware']}, world size {plan['world_size']}")
     print(render(plan))
-    print(f"wrote {write(plan, args.out_dir)}")
+    print(f"wrote {path}")
     return 0

@@ -2,7 +2,8 @@
 import json
 
 from repro import machine
-from repro.report import compare, gates, ledger
+from repro.evaluation import ledger
+from repro.report import compare, gates
 from tests.conftest import REPO
 
 BASELINE = REPO / "reports/baselines/smoke.json"
