@@ -267,7 +267,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     for top in ("profile", "seed", "configs", "recipe", "profiles"):
         if top not in params:
             raise ConfigError(f"{top}: missing")
-    profile = profile or os.environ.get("REPRO_PROFILE") or params["profile"]
+    profile = profile or env_profile() or params["profile"]
     if profile not in PROFILES or profile not in params["profiles"]:
         raise ConfigError(f"profile: {profile!r} is not one of {PROFILES}")
     if name not in params["configs"]:

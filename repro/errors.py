@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-DEBUG_ENV = "REPRO_DEBUG"
+DEBUG_ENV = "REPRO_DEBUG"   # read here, not in repro.config with the other REPRO_*: config imports this module
 DEBUG_FLAG = "--debug"
 BAD_INPUT = 2
 

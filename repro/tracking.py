@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from repro import atomic, machine
+from repro import atomic, config, machine
 from repro.digest import sha256_file
 from repro.errors import ReproError
 
@@ -73,7 +73,7 @@ class TrackingError(ReproError, RuntimeError):
 
 def enabled() -> bool:
     """Whether runs are recorded: $REPRO_TRACKING unset or anything but "0"."""
-    return os.environ.get("REPRO_TRACKING", "1") != "0"
+    return config.tracking_enabled()
 
 
 def tracking_uri() -> str:
@@ -173,8 +173,8 @@ def pipeline_group_id() -> str:
     $REPRO_PIPELINE_ID if set; else derived from the nearest ancestor dvc process (pid + start time, so a
     recycled pid gives another id); else a fresh id for this process.
     """
-    if os.environ.get("REPRO_PIPELINE_ID"):
-        return os.environ["REPRO_PIPELINE_ID"]
+    if config.pipeline_id():
+        return config.pipeline_id()
     import psutil
     try:
         for proc in psutil.Process().parents():

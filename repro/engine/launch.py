@@ -12,11 +12,12 @@ import sys
 
 import torch
 
+from repro import config
+
 
 def local_world_size() -> int:
-    if os.environ.get("REPRO_NPROC"):
-        return int(os.environ["REPRO_NPROC"])
-    return max(1, torch.cuda.device_count())
+    nproc = config.nproc()
+    return nproc if nproc is not None else max(1, torch.cuda.device_count())
 
 
 def under_torchrun() -> bool:

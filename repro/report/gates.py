@@ -21,20 +21,19 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro import atomic, machine
+from repro import atomic, config, machine
 from repro.errors import InputFileError
 from repro.report import baseline
 
 TIERS = ("A", "C", "S", "E")
 PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
 PROFILE_TIERS = {"smoke": ("S", "E"), "full": ("A", "C")}
-STRICT_ENV = "REPRO_STRICT_GATES"
-TIERS_ENV = "REPRO_GATE_TIERS"
+STRICT_ENV = config.STRICT_GATES_ENV
+TIERS_ENV = config.GATE_TIERS_ENV
 PUBLISHED_PATH = Path(__file__).parents[1] / "published.yaml"   # repro/published.yaml
 METRICS_DIR = Path("reports/metrics")
 EPS = 1e-9  # float slack on tolerance comparisons: 0.625 - 0.623 is 0.0020000000000000018
@@ -343,14 +342,14 @@ def evaluate(inputs: GateInputs, tiers=TIERS, names=None) -> list:
 
 
 def strict_enabled(flag: bool = False) -> bool:
-    return flag or os.environ.get(STRICT_ENV, "") not in ("", "0", "false", "no")
+    return flag or config.strict_gates()
 
 
 def required_tiers(profile: str, tiers=None) -> tuple:
     """--tier if given, else REPRO_GATE_TIERS, else the profile's own tiers."""
     if tiers:
         return tuple(tiers)
-    env = os.environ.get(TIERS_ENV, "").replace(",", " ").split()
+    env = config.gate_tiers()
     return tuple(env) if env else PROFILE_TIERS[profile]
 
 
@@ -416,8 +415,8 @@ def _common_args(parser):
 
 
 def current_profile(params_path) -> str:
-    if os.environ.get("REPRO_PROFILE"):
-        return os.environ["REPRO_PROFILE"]
+    if config.env_profile():
+        return config.env_profile()
     import yaml
 
     try:
