@@ -106,6 +106,8 @@ def synthetic_load(args, rng):
     return gt, preds
 
 
+# Alike in shape to tests/unit/test_postprocess.py reference_nms on purpose: this one is the timed baseline (numpy
+# over the 17 keypoints, as mmpose runs it), that one the per-keypoint oracle; merging would change either.
 def reference_oks_nms(image_ids, keypoints, scores, areas, thr=0.9, sigmas=OKS_SIGMAS):
     """The straightforward version, mmpose's loop: per image (in order of first appearance), visit boxes in
     `scores.argsort()[::-1]` order, keep the best, OKS with each remaining one pair at a time (numpy over

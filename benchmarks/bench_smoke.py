@@ -5,9 +5,10 @@ channels_last, and the AP of the untrained network, all with the real trainer an
     .venv/bin/python benchmarks/bench_smoke.py --variants bf16_cl --set profiles.smoke.train.epochs=1
 
 Each setting runs repro.pipeline.run_smoke (synthetic data, repro.engine.train.train,
-repro.evaluation.evaluate) in its own scratch directory with the smoke profile's values overridden by dotted key. Speed ratios are against the
-fp32 setting measured in the same run. This is what chose the smoke profile's `amp: bf16` and
-`channels_last: true` (params.yaml): faster with the same learning. Writes <out>/smoke_cpu.json and .md.
+repro.evaluation.evaluate) in its own scratch directory with the smoke profile's values overridden by dotted
+key. Speed ratios are against the fp32 setting measured in the same run. This is what chose the smoke
+profile's `amp: bf16` and `channels_last: true` (params.yaml): faster with the same learning. Writes
+<out>/smoke_cpu.json and .md.
 """
 import argparse
 import json

@@ -39,7 +39,8 @@ def _evaluate(args):
     stem = Path(args.checkpoint).stem if args.checkpoint else args.source
     out_dir = Path(args.out_dir or f"outputs/eval/{stem}_{cfg.name}")
     record = run.run_evaluate(cfg, args.source, args.checkpoint, eval_dir=out_dir,
-                              metrics_path=args.metrics or out_dir / "record.json", published_dir=args.published_dir, ledger_dir=args.ledger_dir,
+                              metrics_path=args.metrics or out_dir / "record.json",
+                              published_dir=args.published_dir, ledger_dir=args.ledger_dir,
                               use_gt_bbox=True if args.gt_bbox else None)
     print(json.dumps(record, indent=2, default=str))
 

@@ -27,6 +27,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True)
     parser.add_argument("--source", required=True, choices=run.SOURCES)
     parser.add_argument("--checkpoint", help="required with --source trained")
+    # Each stage declares its own args, alike stages/compare.py's: a shared helper would be a dep outside repro/.
     parser.add_argument("--metrics-dir", default="reports/metrics")
     parser.add_argument("--eval-dir", default="outputs/eval")
     parser.add_argument("--ledger-dir", default="reports/ledger")

@@ -1,10 +1,10 @@
-"""Rescoring, OKS-NMS and the COCO result format (repro/evaluation/postprocess.py), checked by hand and against a
-straightforward per-pair reference written here (mmpose's `oks_iou` / `oks_nms` loops)."""
+"""Rescoring, OKS-NMS and the COCO result format (repro/evaluation/postprocess.py), checked by hand and against
+a straightforward per-pair reference written here (mmpose's `oks_iou` / `oks_nms` loops)."""
 import numpy as np
 import pytest
 
 from repro.evaluation.postprocess import (Predictions, check_finite, oks_matrix, oks_nms, postprocess, rescore,
-                               to_coco_results)
+                                          to_coco_results)
 from repro.skeleton import OKS_SIGMAS
 
 K = len(OKS_SIGMAS)
