@@ -34,7 +34,7 @@ PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the s
 PROFILE_TIERS = {"smoke": ("S", "E"), "full": ("A", "C")}
 STRICT_ENV = config.STRICT_GATES_ENV
 TIERS_ENV = config.GATE_TIERS_ENV
-PUBLISHED_PATH = Path(__file__).parents[1] / "published.yaml"   # repro/published.yaml
+PUBLISHED_PATH = config.PUBLISHED_PATH
 METRICS_DIR = Path("reports/metrics")
 EPS = 1e-9  # float slack on tolerance comparisons: 0.625 - 0.623 is 0.0020000000000000018
 # Published evaluation settings (published.yaml eval_settings) against the `eval` block of a metrics file.
