@@ -6,7 +6,7 @@ JPEGs at reduced resolution (cv2.IMREAD_REDUCED_COLOR_2/4) is a safe speed-up.
     .venv/bin/python benchmarks/bench_data.py --synthetic-dir data/synthetic   # an existing COCO-layout set
 
 Sources: the real COCO sample (--coco-dir, 4 images / 12 instances) and synthetic COCO-format people (an
-existing --synthetic-dir, else repro.synthetic.generate into a temporary directory; skipped with a message
+existing --synthetic-dir, else repro.data.synthetic.generate into a temporary directory; skipped with a message
 if that module is missing). For each source, `TopDownCocoDataset` items (training mode: cv2 decode, the
 1.x augmentation, affine crop, MSRA targets, normalised tensor) are timed over --epochs passes after one
 untimed warm-up pass, once faithful (full decode) and once with `reduced_decode=True`.
@@ -32,9 +32,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from repro import atomic  # noqa: E402
-from repro.coco import TopDownCocoDataset, read_image, reduction_factor  # noqa: E402
 from repro.config import load  # noqa: E402
-from repro.transforms import MEAN_RGB, STD_RGB  # noqa: E402
+from repro.data.coco import TopDownCocoDataset, read_image, reduction_factor  # noqa: E402
+from repro.data.transforms import MEAN_RGB, STD_RGB  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,8 +118,8 @@ def ratio_curve(paths: list[Path], codec) -> list[dict]:
 
     Boxes centred on each image with widths 0.25..2x the image width, rotations 0 and 30 degrees, k = 2, 4.
     """
-    from repro.coco import _REDUCED_FLAGS
-    from repro.transforms import Geometry, affine_crop, crop, fix_aspect_ratio
+    from repro.data.coco import _REDUCED_FLAGS
+    from repro.data.transforms import Geometry, affine_crop, crop, fix_aspect_ratio
     W, H = codec.input_size
     rows = []
     for path in paths:
@@ -177,9 +177,9 @@ def synthetic_root(args, tmp: Path):
     if args.synthetic_dir:
         return Path(args.synthetic_dir), None
     try:
-        from repro.synthetic import generate
+        from repro.data.synthetic import generate
     except ImportError:
-        return None, "repro.synthetic not found: synthetic part skipped"
+        return None, "repro.data.synthetic not found: synthetic part skipped"
     from repro.config import SyntheticConfig
     generate(SyntheticConfig(train_images=args.synthetic_images, val_images=max(2, args.synthetic_images // 4),
                              seed=args.seed), tmp / "synthetic")

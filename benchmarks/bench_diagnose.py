@@ -20,8 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from benchmarks.bench_eval import parse_args, synthetic_load, timed  # noqa: E402
 from benchmarks.bench_model import machine_info  # noqa: E402
-from repro import atomic, diagnose  # noqa: E402
-from repro.postprocess import oks_nms, rescore, to_coco_results  # noqa: E402
+from repro import atomic  # noqa: E402
+from repro.evaluation.postprocess import oks_nms, rescore, to_coco_results  # noqa: E402
+from repro.report import diagnose  # noqa: E402
 from repro.skeleton import FLIP_INDICES  # noqa: E402
 
 

@@ -12,7 +12,7 @@ The vectorised OKS-NMS is compared with a straightforward reference (per image: 
 OKS with each remaining box one pair at a time, drop those above the threshold) on the first
 --ref-images images, measured in the same run; both must keep the same boxes.
 
-Part 2, inference (repro.evaluate.predict: forward, flip-back, decode, to image coordinates) on random
+Part 2, inference (repro.evaluation.evaluate.predict: forward, flip-back, decode, to image coordinates) on random
 256x192 crops, images/s with and without flip test, for the smoke profile's narrow CPM and the published
 network. Writes <out>/eval_<device>.json and .md.
 """
@@ -32,9 +32,9 @@ from pycocotools.coco import COCO
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from benchmarks.bench_model import machine_info  # noqa: E402
 from repro import atomic, config  # noqa: E402
-from repro.evaluate import coco_keypoint_eval, predict  # noqa: E402
+from repro.evaluation.evaluate import coco_keypoint_eval, predict  # noqa: E402
+from repro.evaluation.postprocess import Predictions, oks_nms, rescore, to_coco_results  # noqa: E402
 from repro.model import CPMConfig, build_cpm  # noqa: E402
-from repro.postprocess import Predictions, oks_nms, rescore, to_coco_results  # noqa: E402
 from repro.skeleton import NUM_KEYPOINTS, OKS_SIGMAS  # noqa: E402
 
 K = NUM_KEYPOINTS
@@ -106,6 +106,8 @@ def synthetic_load(args, rng):
     return gt, preds
 
 
+# Alike in shape to tests/unit/test_postprocess.py reference_nms on purpose: this one is the timed baseline (numpy
+# over the 17 keypoints, as mmpose runs it), that one the per-keypoint oracle; merging would change either.
 def reference_oks_nms(image_ids, keypoints, scores, areas, thr=0.9, sigmas=OKS_SIGMAS):
     """The straightforward version, mmpose's loop: per image (in order of first appearance), visit boxes in
     `scores.argsort()[::-1]` order, keep the best, OKS with each remaining one pair at a time (numpy over

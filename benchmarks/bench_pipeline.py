@@ -72,7 +72,8 @@ def timed(cmd, cwd, env) -> float:
 
 STEP_SNIPPET = """
 import time, torch
-from repro import config, machine, train
+from repro import config, machine
+from repro.engine import train
 cfg = machine.resolve_precision(config.load("params.yaml", "256x192"), "cpu")
 model = train.build_model(cfg, type("E", (), {"device": torch.device("cpu"), "world_size": 1})())
 opt = train.build_optimizer(model, cfg.train)

@@ -4,10 +4,11 @@ channels_last, and the AP of the untrained network, all with the real trainer an
     .venv/bin/python benchmarks/bench_smoke.py                      # 256x192, the three settings, ~10 min
     .venv/bin/python benchmarks/bench_smoke.py --variants bf16_cl --set profiles.smoke.train.epochs=1
 
-Each setting runs repro.pipeline.run_smoke (synthetic data, repro.train.train, repro.evaluate) in its own
-scratch directory with the smoke profile's values overridden by dotted key. Speed ratios are against the
-fp32 setting measured in the same run. This is what chose the smoke profile's `amp: bf16` and
-`channels_last: true` (params.yaml): faster with the same learning. Writes <out>/smoke_cpu.json and .md.
+Each setting runs repro.pipeline.run_smoke (synthetic data, repro.engine.train.train,
+repro.evaluation.evaluate) in its own scratch directory with the smoke profile's values overridden by dotted
+key. Speed ratios are against the fp32 setting measured in the same run. This is what chose the smoke
+profile's `amp: bf16` and `channels_last: true` (params.yaml): faster with the same learning. Writes
+<out>/smoke_cpu.json and .md.
 """
 import argparse
 import json
@@ -19,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from benchmarks.bench_model import machine_info  # noqa: E402
-from repro import atomic, checkpoint, config, evaluate, pipeline  # noqa: E402
+from repro import atomic, checkpoint, config, pipeline  # noqa: E402
+from repro.evaluation import evaluate  # noqa: E402
 from repro.model import build_cpm  # noqa: E402
 
 VARIANTS = {

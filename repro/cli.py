@@ -2,7 +2,7 @@
 
     repro data                       # synthesize (smoke) or download (full) data/<profile>
     repro train --config 256x192 --out models/256x192 [--profile full]   # torchrun for several GPUs
-    repro evaluate --config 256x192 --checkpoint FILE [--gt-bbox] [--out-dir DIR]
+    repro evaluate --config 256x192 --checkpoint FILE [--gt-bbox] [--out-dir DIR] [--ledger-dir DIR]   # as the stage
     repro download-published --config 256x192 [--dest models/published]
     repro compare                    # reports/comparison.{md,json} and plots
     repro gate [--strict]            # tolerance gates (exit 1 on a failed tier)
@@ -19,45 +19,45 @@ and exit code 2 (repro.errors); `--debug` or REPRO_DEBUG=1 adds the traceback.
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 
 def _data(args):
     from repro import config
+    from repro.data import prepare
     cfg = config.load(args.params, profile=args.profile)
+    made = prepare.run_data(cfg, det_file=args.det_file)
     if cfg.data.source == "synthetic":
-        from repro.synthetic import generate
-        print(json.dumps(generate(cfg.synthetic, cfg.data.root), indent=2, default=str))
-    else:
-        from repro.download import prepare_coco
-        prepare_coco(cfg.data.root, config.published()["sources"], mirror=os.environ.get("REPRO_MIRROR"),
-                     det_file=args.det_file or os.environ.get("REPRO_DET_FILE"))
+        print(json.dumps(made, indent=2, default=str))
 
 
 def _evaluate(args):
-    from repro import config, evaluate
+    from repro import config
+    from repro.evaluation import run
     cfg = config.load(args.params, args.config, profile=args.profile)
-    out_dir = Path(args.out_dir or f"outputs/eval/{Path(args.checkpoint).stem}_{cfg.name}")
-    metrics = evaluate.evaluate_checkpoint(cfg, Path(args.checkpoint), out_dir,
-                                           use_gt_bbox=True if args.gt_bbox else None)
-    print(json.dumps(metrics, indent=2))
+    stem = Path(args.checkpoint).stem if args.checkpoint else args.source
+    out_dir = Path(args.out_dir or f"outputs/eval/{stem}_{cfg.name}")
+    record = run.run_evaluate(cfg, args.source, args.checkpoint, eval_dir=out_dir,
+                              metrics_path=args.metrics or out_dir / "record.json",
+                              published_dir=args.published_dir, ledger_dir=args.ledger_dir,
+                              use_gt_bbox=True if args.gt_bbox else None)
+    print(json.dumps(record, indent=2, default=str))
 
 
 def _download_published(args):
     from repro import config
-    from repro.download import fetch_published
-    print(fetch_published(config.published()["models"][args.config], Path(args.dest),
-                          mirror=os.environ.get("REPRO_MIRROR")))
+    from repro.data.download import fetch_published
+    print(fetch_published(config.published()["models"][args.config], Path(args.dest), mirror=config.mirror()))
 
 
 def _compare(args):
-    from repro import compare, config
+    from repro import config
+    from repro.report import compare
     cfg = config.load(args.params, profile=args.profile)
-    compare.compare(Path("reports/metrics"), Path("models"), Path("reports"), cfg.profile,
-                    eval_dir=Path("outputs/eval"), gt_path=cfg.data.val_ann)
-    print(Path("reports/comparison.md").read_text())
+    compare.run_compare(cfg, metrics_dir=args.metrics_dir, models_dir=args.models_dir, out_dir=args.out_dir,
+                        eval_dir=args.eval_dir)
+    print((Path(args.out_dir) / "comparison.md").read_text())
 
 
 def _publish(args):
@@ -88,13 +88,22 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     command("data", _data, "make data/<profile>").add_argument("--det-file")
-    p = command("evaluate", _evaluate, "evaluate a checkpoint (ours or a published mmpose file)", config=True)
-    p.add_argument("--checkpoint", required=True)
+    p = command("evaluate", _evaluate, "evaluate a checkpoint and write its records, as the evaluate stage does",
+                config=True)
+    p.add_argument("--source", default="trained", choices=("trained", "published", "reference"))
+    p.add_argument("--checkpoint", help="the checkpoint of --source trained (ours or a published mmpose file)")
     p.add_argument("--gt-bbox", action="store_true", help="GT boxes instead of the detection file")
-    p.add_argument("--out-dir")
+    p.add_argument("--out-dir", help="predictions.json, metrics.json (default: outputs/eval/<checkpoint>_<config>)")
+    p.add_argument("--metrics", help="the metrics record (default: OUT_DIR/record.json; the stage's: "
+                                     "reports/metrics/<tag>.json)")
+    p.add_argument("--ledger-dir", help="also append a trained model to this seed ledger (the stage's: reports/ledger)")
+    p.add_argument("--published-dir", default="models/published")
     command("download-published", _download_published, "fetch a published checkpoint", config=True) \
         .add_argument("--dest", default="models/published")
-    command("compare", _compare, "compare metrics with the published table")
+    p = command("compare", _compare, "compare metrics with the published table")
+    for flag, default in (("--metrics-dir", "reports/metrics"), ("--models-dir", "models"),
+                          ("--eval-dir", "outputs/eval"), ("--out-dir", "reports")):
+        p.add_argument(flag, default=default)
     command("publish", _publish, "record in MLflow the runs kept in outputs/unpublished/ after a tracking failure")
     return parser
 
@@ -103,15 +112,11 @@ def _baseline(argv) -> int:
     """Each seed's smoke run goes to a scratch directory, so the repo's data/, models/, reports/ stay as they are."""
     import tempfile
 
-    from repro import gates, pipeline
+    from repro import pipeline
+    from repro.report import gates
     with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
         return gates.baseline_main(argv, lambda seed, amp: pipeline.run_smoke(
             seed, workdir=Path(scratch) / f"{amp}-{seed}", overrides={"profiles.smoke.train.amp": amp}))
-
-
-def _train(argv):
-    from repro import launch, train
-    return launch.run("repro.train", argv, train.main)
 
 
 def _main_of(module: str, func: str = "main"):
@@ -122,11 +127,11 @@ def _main_of(module: str, func: str = "main"):
     return run
 
 
-# Commands that own their argument parsing: `repro train ...` is `python -m repro.train ...`.
-DELEGATED = {"train": _train, "baseline": _baseline,
-             "gate": _main_of("repro.gates", "gate_main"), "drift": _main_of("repro.gates", "drift_main"),
-             "plan": _main_of("repro.plan", "plan_main"), "diagnose": _main_of("repro.diagnose"),
-             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.record")}
+# Commands that own their argument parsing: `repro train ...` is `python -m repro.engine.train ...`.
+DELEGATED = {"train": _main_of("repro.engine.train", "run_train"), "baseline": _baseline,
+             "gate": _main_of("repro.report.gates", "gate_main"), "drift": _main_of("repro.report.gates", "drift_main"),
+             "plan": _main_of("repro.report.plan", "plan_main"), "diagnose": _main_of("repro.report.diagnose"),
+             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.report.record")}
 
 
 def _dispatch(argv: list):

@@ -68,7 +68,7 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class StopBelowPublished:
     """Opt-in early stop: after a validation at epoch >= from_epoch (1-based) with val AP below the
-    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/curve.py)."""
+    reference curve (repro/published.yaml learning_curve) minus margin, the run ends (repro/engine/curve.py)."""
 
     margin: float
     from_epoch: int
@@ -267,7 +267,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     for top in ("profile", "seed", "configs", "recipe", "profiles"):
         if top not in params:
             raise ConfigError(f"{top}: missing")
-    profile = profile or os.environ.get("REPRO_PROFILE") or params["profile"]
+    profile = profile or env_profile() or params["profile"]
     if profile not in PROFILES or profile not in params["profiles"]:
         raise ConfigError(f"profile: {profile!r} is not one of {PROFILES}")
     if name not in params["configs"]:
@@ -376,3 +376,56 @@ def published(path=PUBLISHED_PATH) -> dict:
     """The published table (repro/published.yaml): numbers, checkpoints, recipe, sources, tolerances."""
     with open(path) as f:
         return yaml.safe_load(f)
+
+
+# Environment. Every REPRO_* variable is read here and nowhere else (but REPRO_DEBUG: repro.errors), so this
+# is the one list of what the environment changes. Each is read when asked: tests and stages set them per process.
+PROFILE_ENV = "REPRO_PROFILE"            # smoke | full, over params.yaml `profile`
+MIRROR_ENV = "REPRO_MIRROR"              # a local mirror for every download (repro.data.download)
+DET_FILE_ENV = "REPRO_DET_FILE"          # path or URL of the AP_H_56 person detection file (full profile)
+NPROC_ENV = "REPRO_NPROC"                # local training workers (default: the visible CUDA devices, else 1)
+TRACKING_ENV = "REPRO_TRACKING"          # "0": record nothing in MLflow
+PIPELINE_ID_ENV = "REPRO_PIPELINE_ID"    # the MLflow tag repro.pipeline shared by one pipeline's stage runs
+STRICT_GATES_ENV = "REPRO_STRICT_GATES"  # `repro gate --strict`: a tier that did not run fails
+GATE_TIERS_ENV = "REPRO_GATE_TIERS"      # the tiers `repro gate` checks, space- or comma-separated
+
+
+def env_profile() -> str | None:
+    """$REPRO_PROFILE, or None when unset or empty."""
+    return os.environ.get(PROFILE_ENV) or None
+
+
+def mirror() -> str | None:
+    """$REPRO_MIRROR (None when unset)."""
+    return os.environ.get(MIRROR_ENV)
+
+
+def det_file() -> str | None:
+    """$REPRO_DET_FILE (None when unset)."""
+    return os.environ.get(DET_FILE_ENV)
+
+
+def nproc() -> int | None:
+    """$REPRO_NPROC as a number, or None when unset or empty."""
+    value = os.environ.get(NPROC_ENV)
+    return int(value) if value else None
+
+
+def tracking_enabled() -> bool:
+    """$REPRO_TRACKING unset or anything but "0"."""
+    return os.environ.get(TRACKING_ENV, "1") != "0"
+
+
+def pipeline_id() -> str | None:
+    """$REPRO_PIPELINE_ID, or None when unset or empty."""
+    return os.environ.get(PIPELINE_ID_ENV) or None
+
+
+def strict_gates() -> bool:
+    """$REPRO_STRICT_GATES set to anything but "", "0", "false", "no"."""
+    return os.environ.get(STRICT_GATES_ENV, "") not in ("", "0", "false", "no")
+
+
+def gate_tiers() -> list:
+    """$REPRO_GATE_TIERS as a list of tier names ([] when unset)."""
+    return os.environ.get(GATE_TIERS_ENV, "").replace(",", " ").split()

@@ -1,6 +1,6 @@
 """Process-group setup from torchrun's environment, and the few collectives the trainer needs.
 
-One process (plain `python -m repro.train ...`), N local processes or several nodes (torchrun sets RANK,
+One process (plain `python -m repro.engine.train ...`), N local processes or several nodes (torchrun sets RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) all go through `setup()`. The backend is nccl when
 CUDA is available and gloo otherwise.
 """

@@ -1,6 +1,6 @@
 """The project's own error type and the one wrapper every command and stage runs under.
 
-    sys.exit(errors.run_main(main, prog="repro"))          # `repro ...`, `python -m stages.X`, `python -m repro.train`
+    sys.exit(errors.run_main(main, prog="repro"))   # `repro ...`, `python -m stages.X`, `python -m repro.engine.train`
 
 Every error the project raises on purpose (bad params, data, checkpoint, download, metrics file) is a
 `ReproError`; its message names the file and the key or entry. The wrapper prints it as
@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-DEBUG_ENV = "REPRO_DEBUG"
+DEBUG_ENV = "REPRO_DEBUG"   # read here, not in repro.config with the other REPRO_*: config imports this module
 DEBUG_FLAG = "--debug"
 BAD_INPUT = 2
 

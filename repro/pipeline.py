@@ -14,7 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from repro import atomic, checkpoint as ckpt_io, config, evaluate, machine, results, synthetic, train
+from repro import atomic, checkpoint as ckpt_io, config, machine
+from repro.data import synthetic
+from repro.engine import train
+from repro.evaluation import evaluate, results
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from repro import atomic, config, golden, machine
+from repro import atomic, config, machine
 from repro.digest import sha256_file
-from repro.reference import INDEX, PROFILE, REFERENCE_DIR, data_digests, eval_config, load_index
+from repro.evaluation import golden
+from repro.evaluation.reference import INDEX, PROFILE, REFERENCE_DIR, data_digests, eval_config, load_index
 
 SCRATCH = Path("data/reference")          # the reference runs' data (git-ignored)
 
@@ -27,7 +28,7 @@ SCRATCH = Path("data/reference")          # the reference runs' data (git-ignore
 def generate_val(cfg, root) -> dict:
     """The smoke val set (images, annotations, det file) of `cfg.synthetic` under `root`, without train images:
     each image depends only on [seed, split, index], so it equals the pipeline's data/smoke val set."""
-    from repro.synthetic import generate
+    from repro.data.synthetic import generate
     return generate(dataclasses.replace(cfg.synthetic, train_images=0), root)
 
 
@@ -56,7 +57,7 @@ def write_reference(params, checkpoints: dict, data_root, command: str, train: d
     Returns:
         The written index (smoke.json's content).
     """
-    from repro import evaluate
+    from repro.evaluation import evaluate
     out_dir = Path(out_dir)
     index = {"profile": PROFILE, "command": command,
              "made": {"platform": machine.fingerprint(), "date": datetime.date.today().isoformat()},
@@ -78,8 +79,8 @@ def write_reference(params, checkpoints: dict, data_root, command: str, train: d
 
 def train_references(params, command: str, workdir=Path("outputs/reference")) -> dict:
     """Train each config of params.yaml `reference` on its own data (data/reference) and write the reference."""
-    from repro.synthetic import generate
-    from repro.train import apply_overrides, train
+    from repro.data.synthetic import generate
+    from repro.engine.train import apply_overrides, train
     spec = config.read_params(params)["reference"]
     base = config.load(params, next(iter(spec["configs"])), PROFILE)
     generate(dataclasses.replace(base.synthetic, **spec.get("synthetic", {})), SCRATCH)
@@ -102,7 +103,7 @@ ISA_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MA
 def _variant_results(params, name, data_root, variant, out_dir) -> list:
     import torch
 
-    from repro import evaluate
+    from repro.evaluation import evaluate
     threads = torch.get_num_threads()
     if variant.startswith("threads_"):
         torch.set_num_threads(int(variant.split("_")[1]))
@@ -124,7 +125,7 @@ def _isa_results(params, name, data_root, out_dir) -> list:
 
 def measure_noise(params, data_root, tol: dict) -> dict:
     """Per config and variant: max |delta| of each stat and the golden diff against the committed predictions."""
-    from repro import evaluate
+    from repro.evaluation import evaluate
     index, noise = load_index(), {}
     for name, entry in index["configs"].items():
         gold = json.loads(Path(entry["predictions"]).read_text())

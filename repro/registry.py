@@ -25,7 +25,6 @@ MLflow's serving copy, 15 MB for 384x288).
 import dataclasses
 import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -1,5 +1,5 @@
 """MLflow records of training runs. With repro.registry, the only modules that import mlflow (lazily: `import
-repro.train` stays fast).
+repro.engine.train` stays fast).
 
     tracker = tracking.start(cfg, out_dir, world_size=2, recipe_diff=[...])   # rank 0; others get NullTracker()
     tracker.log_metrics({"train/loss": 0.01, "train/lr": 5e-4}, step=17)      # buffered, written in batches
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from repro import atomic, machine
+from repro import atomic, config, machine
 from repro.digest import sha256_file
 from repro.errors import ReproError
 
@@ -73,7 +73,7 @@ class TrackingError(ReproError, RuntimeError):
 
 def enabled() -> bool:
     """Whether runs are recorded: $REPRO_TRACKING unset or anything but "0"."""
-    return os.environ.get("REPRO_TRACKING", "1") != "0"
+    return config.tracking_enabled()
 
 
 def tracking_uri() -> str:
@@ -173,8 +173,8 @@ def pipeline_group_id() -> str:
     $REPRO_PIPELINE_ID if set; else derived from the nearest ancestor dvc process (pid + start time, so a
     recycled pid gives another id); else a fresh id for this process.
     """
-    if os.environ.get("REPRO_PIPELINE_ID"):
-        return os.environ["REPRO_PIPELINE_ID"]
+    if config.pipeline_id():
+        return config.pipeline_id()
     import psutil
     try:
         for proc in psutil.Process().parents():
@@ -541,7 +541,7 @@ def log_evaluation(run_name: str, cfg, record: dict, model_checkpoint=None) -> s
     Args:
         run_name: e.g. "evaluate_256x192" or "evaluate_published_256x192".
         cfg: the resolved run configuration (its eval and codec sections become params).
-        record: the metrics file's content (repro.results.metrics_record).
+        record: the metrics file's content (repro.evaluation.results.metrics_record).
         model_checkpoint: if given (a published checkpoint), also logged as an MLflow model and registered
             as cpm-<config>-<record's source> (repro.registry).
 

@@ -1,13 +1,16 @@
 """DVC stage `plan`: the time and device-hours of every stage of the profile, estimated before training.
 
 Probes the configured model on this machine (a warm-up and 5 timed steps per config, a few seconds on the
-smoke profile) and writes reports/plan/<profile>.json; `compare` puts it beside the measured times.
+smoke profile) and writes <out-dir>/<profile>.json; `compare` puts it beside the measured times. The step
+is repro.report.plan.run_plan (also `repro plan`).
 
-    python -m stages.plan
+    python -m stages.plan --out-dir reports/plan
 """
 import argparse
+import sys
 
-from repro import config, plan
+from repro import errors
+from repro.report import plan
 
 
 def main(argv=None):
@@ -15,11 +18,9 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out-dir", default=str(plan.PLAN_DIR))
     args = parser.parse_args(argv)
-    profile = config.load(args.params).profile
-    estimate = plan.make_plan(args.params, profile)
+    estimate, _ = plan.run_plan(args.params, out_dir=args.out_dir)
     print(plan.render(estimate))
-    plan.write(estimate, args.out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(errors.run_main(main, prog="stages.plan"))

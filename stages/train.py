@@ -2,13 +2,15 @@
 
 One worker runs in this process; several (REPRO_NPROC, or every visible GPU) run under torchrun.
 Writes models/<config>/{best.pth, last.pth, metrics.json, val_history.csv, train_log.jsonl, config.yaml}.
+The step is repro.engine.train.run_train (also `repro train`).
 
     python -m stages.train --config 256x192 --out models/256x192
 """
 import argparse
 import sys
 
-from repro import errors, launch, train
+from repro import errors
+from repro.engine import train
 
 
 def main(argv=None):
@@ -17,8 +19,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="input size, a key of params.yaml configs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    launch.run("repro.train", ["--params", args.params, "--config", args.config, "--out", args.out],
-               train.main)
+    train.run_train(["--params", args.params, "--config", args.config, "--out", args.out])
 
 
 if __name__ == "__main__":

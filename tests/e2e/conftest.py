@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import config, pipeline, synthetic
+from repro import config, pipeline
+from repro.data import synthetic
 from tests.conftest import REPO
 
 # A short run that still learns: the smoke data and model from scratch (the smoke profile itself fine-tunes

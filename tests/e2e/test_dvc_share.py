@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import record
+from repro.report import record
 from tests.conftest import REPO
 
 REAL = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -85,7 +85,7 @@ def project(tmp_path, monkeypatch) -> Path:
     """tmp_path/project: a git + DVC repo with the real .gitignore and .dvc/config (whose default remote
     `../cpm-repro-dvc-remote` is then tmp_path/cpm-repro-dvc-remote)."""
     for key, value in env().items():
-        monkeypatch.setenv(key, value)   # repro.record's own git and dvc calls
+        monkeypatch.setenv(key, value)   # repro.report.record's own git and dvc calls
     root = tmp_path / "project"
     root.mkdir()
     git("init", "-q", "-b", "main", cwd=root)

@@ -9,6 +9,8 @@ import subprocess
 
 from tests.conftest import REPO, fresh_copy
 
+CONFIGS = ("256x192", "384x288")
+
 
 def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
     project = fresh_copy(tmp_path)
@@ -19,18 +21,19 @@ def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
                                                                            "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     commands = re.findall(r"(?m)^> (.*)$", done.stdout)
+    evaluate = "python -m stages.evaluate --config {} --source {} --metrics-dir reports/metrics --eval-dir outputs/eval"
     assert commands == [
         "python -m stages.data",
-        "python -m stages.plan",
+        "python -m stages.plan --out-dir reports/plan",
         "python -m stages.train --config 256x192 --out models/256x192",
         "python -m stages.train --config 384x288 --out models/384x288",
-        "python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth",
-        "python -m stages.evaluate --config 384x288 --source trained --checkpoint models/384x288/best.pth",
-        "python -m stages.evaluate --config 256x192 --source published",
-        "python -m stages.evaluate --config 384x288 --source published",
-        "python -m stages.evaluate --config 256x192 --source reference",   # writes not_run in the full profile
-        "python -m stages.evaluate --config 384x288 --source reference",
-        "python -m stages.compare",
+        *(f"python -m stages.evaluate --config {c} --source trained --checkpoint models/{c}/best.pth "
+          "--metrics-dir reports/metrics --eval-dir outputs/eval --ledger-dir reports/ledger" for c in CONFIGS),
+        *(f"python -m stages.evaluate --config {c} --source published --published-dir models/published "
+          "--metrics-dir reports/metrics --eval-dir outputs/eval" for c in CONFIGS),
+        *(evaluate.format(c, "reference") for c in CONFIGS),   # writes not_run in the full profile
+        "python -m stages.compare --metrics-dir reports/metrics --models-dir models --eval-dir outputs/eval "
+        "--out-dir reports",
     ]
     # The stages read the full profile: data goes to data/full (the train stage's dep).
     status = subprocess.run([str(REPO / ".venv/bin/dvc"), "status"], cwd=project, capture_output=True, text=True,

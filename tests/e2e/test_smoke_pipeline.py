@@ -11,7 +11,8 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from repro import checkpoint, config, evaluate, machine
+from repro import checkpoint, config, machine
+from repro.evaluation import evaluate
 from repro.model import build_cpm
 from tests.conftest import REPO, sh
 from tests.e2e import mlflow_ui

@@ -12,7 +12,8 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from repro import checkpoint, config, pipeline, tracking, train
+from repro import checkpoint, config, pipeline, tracking
+from repro.engine import train
 from repro.model import build_cpm
 from tests.e2e.conftest import make_project, repro_cmd, repro_env
 from tests.unit.test_tracking import make_read_only

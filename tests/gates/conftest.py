@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from repro import atomic, gates, reference
+from repro import atomic
+from repro.evaluation import reference
 from repro.reference_build import generate_val
+from repro.report import gates
 
 REPO = Path(__file__).resolve().parents[2]
 

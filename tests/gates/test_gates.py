@@ -8,7 +8,7 @@ run and pass; the full-profile tiers (A, C) must say why they did not run, never
 """
 import pytest
 
-from repro import gates
+from repro.report import gates
 
 pytestmark = pytest.mark.slow
 NAMES = ("256x192", "384x288")

@@ -4,7 +4,8 @@ Five evaluations of the reference (about a minute of CPU): marked slow, so CI's 
 import numpy as np
 import pytest
 
-from repro import codec, transforms
+from repro import codec
+from repro.data import transforms
 
 pytestmark = pytest.mark.slow
 

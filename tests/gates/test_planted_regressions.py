@@ -23,7 +23,10 @@ import shutil
 
 import pytest
 
-from repro import gates, pipeline, train, transforms
+from repro import pipeline
+from repro.data import transforms
+from repro.engine import train
+from repro.report import gates
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

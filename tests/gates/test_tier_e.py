@@ -1,6 +1,6 @@
 """Tier E, strict, on any platform: the committed smoke reference checkpoints, evaluated by the code under
 test on freshly generated smoke val data, reproduce their committed stats and golden predictions."""
-from repro import gates
+from repro.report import gates
 
 
 def test_committed_reference_passes_tier_e_strict(run_tier_e):

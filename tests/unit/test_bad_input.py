@@ -1,7 +1,7 @@
 """Bad input and faults through the real CLI: exit code, one-line message, nothing lost or half-written.
 
 `repro.cli.main([...])` is the `repro` console script itself (the same error wrapper), so most probes run
-in-process on a tiny synthetic project; the stage entry points and `python -m repro.train` run as
+in-process on a tiny synthetic project; the stage entry points and `python -m repro.engine.train` run as
 subprocesses. Only `repro.cli`, `repro.atomic`, `repro.checkpoint` and the other modules that existed
 before the wrapper are imported here, so this file also runs against the old code (each test fails there).
 """
@@ -18,7 +18,8 @@ import pytest
 import torch
 import yaml
 
-from repro import atomic, checkpoint, cli, config, pipeline, synthetic
+from repro import atomic, checkpoint, cli, config, pipeline
+from repro.data import synthetic
 from repro.model import build_cpm
 from tests.conftest import REPO
 
@@ -238,7 +239,7 @@ def test_a_missing_checkpoint_is_one_line(capsys, work):
 def test_an_unwritable_output_dir_is_found_before_evaluating(capsys, work, monkeypatch):
     ckpt = trained_checkpoint(work)
     Path("blocker").write_text("a file where the output directory should go")
-    from repro import evaluate
+    from repro.evaluation import evaluate
     monkeypatch.setattr(evaluate, "predict", lambda *a, **k: pytest.fail("evaluated before checking the output"))
     code, _, err = repro(capsys, "evaluate", "--config", "256x192", "--checkpoint", ckpt, "--out-dir", "blocker/out")
     assert_error_line(code, err, "blocker/out", "not writable")
@@ -265,7 +266,7 @@ def run_module(work: Path, *args, **env) -> subprocess.CompletedProcess:
     (("stages.train", "--config", "256x192", "--out", "m"), ("stages.train: error:", "data/smoke")),
     (("stages.data", "--params", "missing.yaml"), ("stages.data: error:", "missing.yaml")),
     (("stages.compare",), ("stages.compare: error:", "256x192.json", "not valid JSON")),
-    (("repro.train", "--config", "256x192", "--out", "m", "--set", "train.sigma=1"), ("--set",)),
+    (("repro.engine.train", "--config", "256x192", "--out", "m", "--set", "train.sigma=1"), ("--set",)),
 ])
 def test_every_stage_ends_bad_input_with_one_line_and_exit_2(tmp_path, args, names):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
@@ -310,7 +311,7 @@ def test_stale_temp_files_are_removed_on_the_next_write(tmp_path):
 
 
 def test_compare_writes_its_reports_as_a_set(tmp_path, monkeypatch):
-    from repro import compare
+    from repro.report import compare
     reports, base = tmp_path / "reports", _write(tmp_path / "smoke.json", smoke_baseline("256x192"))
     metrics = _write(tmp_path / "metrics" / "256x192.json", smoke_record()).parent
     compare.compare(metrics, tmp_path / "models", reports, "smoke", baseline_path=base)

@@ -8,21 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from repro.coco import DatasetError, TopDownCocoDataset, reduction_factor
-from repro.config import AugmentConfig, CodecConfig
+from repro.data.coco import DatasetError, TopDownCocoDataset, reduction_factor
+from repro.data.transforms import warp_matrix
 from repro.skeleton import NUM_KEYPOINTS
-from repro.transforms import warp_matrix
-
-SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
-AUG = AugmentConfig(bbox_padding=1.25, flip_prob=0.5, half_body_prob=0.3, half_body_min_total_keypoints=9,
-                    half_body_min_upper_keypoints=2, half_body_min_lower_keypoints=3, half_body_padding=1.5,
-                    half_body_upper_prob=0.7, shift_factor=0.16, shift_prob=0.3, scale_factor=0.5, scale_prob=1.0,
-                    rotate_factor=80.0, rotate_prob=0.6)
-
-
-@pytest.fixture(params=sorted(SIZES))
-def codec(request) -> CodecConfig:
-    return SIZES[request.param]
+from tests.unit.conftest import AUG, SIZES
 
 
 def sample(root, codec, **kw):
@@ -173,7 +162,7 @@ def test_skip_corrupt_returns_the_next_readable_instance_and_counts(tmp_path, ca
     with pytest.raises(DatasetError):
         strict[0]
     ds = TopDownCocoDataset(f, tmp_path, SIZES["256x192"], AUG, is_training=True, skip_corrupt=True)
-    with caplog.at_level(logging.WARNING, logger="repro.coco"):
+    with caplog.at_level(logging.WARNING, logger="repro.data.coco"):
         item = ds[0]
     assert item["index"] == 1 and ds.skipped == 1 and "a.jpg" in caplog.text
 

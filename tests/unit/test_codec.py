@@ -4,15 +4,7 @@ import pytest
 import torch
 
 from repro.codec import decode, encode, flip_back, heatmap_maximum, to_image
-from repro.config import CodecConfig
 from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
-
-SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
-
-
-@pytest.fixture(params=sorted(SIZES))
-def codec(request) -> CodecConfig:
-    return SIZES[request.param]
 
 
 def reference_encode(keypoints, visible, codec):

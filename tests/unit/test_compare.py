@@ -1,11 +1,12 @@
-"""repro.compare: the reports and plots written from hand-made metrics files."""
+"""repro.report.compare: the reports and plots written from hand-made metrics files."""
 import csv
 import json
 
 import pytest
 import yaml
 
-from repro import baseline, compare, gates, machine
+from repro import machine
+from repro.report import baseline, compare, gates
 
 from tests.unit.test_diagnose import gt_file  # noqa: F401  (fixture)
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write

@@ -1,12 +1,13 @@
-"""repro.curve: a run's val AP against a hand-made reference curve (interpolation, band flags, stop verdict)."""
+"""repro.engine.curve: a run's val AP against a hand-made reference curve (interpolation, band flags, stop verdict)."""
 import math
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from repro import config, curve
-from repro.mmpose_log import LogFormatError
+from repro import config
+from repro.engine import curve
+from repro.engine.mmpose_log import LogFormatError
 from tests.unit.test_mmpose_log import log_text
 
 REF = [(10, 0.30), (20, 0.50), (30, 0.56)]
@@ -63,7 +64,7 @@ def test_reference_reads_the_profiles_log_and_band(tmp_path):
 
 def test_reference_missing_says_how_to_make_it(tmp_path):
     with pytest.raises(LogFormatError, match=rf"{tmp_path / 'ref.log.json'}: no reference training log for "
-                                             r"256x192 \(smoke profile\).*python -m repro.mmpose_log"):
+                                             r"256x192 \(smoke profile\).*python -m repro.engine.mmpose_log"):
         curve.reference(published_with_log(tmp_path), "smoke", "256x192")
 
 

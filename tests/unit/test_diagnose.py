@@ -1,11 +1,13 @@
-"""repro.diagnose: each Ronchi & Perona error type planted alone is found alone, and only fixing it recovers AP."""
+"""repro.report.diagnose: each Ronchi & Perona error type planted alone is found alone, and only fixing it
+recovers AP."""
 import copy
 import json
 import math
 
 import pytest
 
-from repro import cli, diagnose
+from repro import cli
+from repro.report import diagnose
 from repro.skeleton import KEYPOINT_NAMES, OKS_SIGMAS
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}

@@ -1,4 +1,4 @@
-"""repro.download against a local HTTP server on 127.0.0.1 (started per test; no other address is contacted).
+"""repro.data.download against a local HTTP server on 127.0.0.1 (started per test; no other address is contacted).
 
     .venv/bin/python -m pytest tests/unit/test_download.py -q
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import download as dl
+from repro.data import download as dl
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes, every byte value present
 
@@ -341,7 +341,7 @@ def test_prepare_coco_end_to_end(coco_server, tmp_path, sleeps, caplog):
     det = tmp_path / "dets.json"
     det.write_text(json.dumps(DETS))
     root = tmp_path / "coco"
-    with caplog.at_level(logging.WARNING, logger="repro.download"):
+    with caplog.at_level(logging.WARNING, logger="repro.data.download"):
         dl.prepare_coco(root, coco_server.sources, det_file=det, progress=False, sleep=sleeps.append)
     assert (root / "train2017" / "000000000001.jpg").read_bytes() == b"jpg1"
     assert (root / "val2017" / "000000000002.jpg").read_bytes() == b"jpg2"
@@ -401,7 +401,7 @@ def test_fetch_published_checkpoint_and_optional_log(server, tmp_path, sleeps, c
     entry = {"checkpoint": "cpm_coco_256x192-abc_2020.pth", "sha256_prefix": sha256(DATA)[:8],
              "checkpoint_url": server.url + "/cpm/cpm_coco_256x192-abc_2020.pth",
              "log_url": server.url + "/cpm/cpm_coco_256x192_2020.log.json"}
-    with caplog.at_level(logging.WARNING, logger="repro.download"):
+    with caplog.at_level(logging.WARNING, logger="repro.data.download"):
         ckpt = dl.fetch_published(entry, tmp_path, progress=False, sleep=sleeps.append)
     assert ckpt.read_bytes() == DATA and "training log not downloaded" in caplog.text
     server.files["/cpm/cpm_coco_256x192_2020.log.json"] = b'{"mode": "train"}\n'
@@ -414,7 +414,7 @@ def test_fetch_published_checkpoint_and_optional_log(server, tmp_path, sleeps, c
 def test_published_yaml_has_what_download_reads():
     import yaml
 
-    published = yaml.safe_load((Path(dl.__file__).parent / "published.yaml").read_text())
+    published = yaml.safe_load((Path(dl.__file__).parents[1] / "published.yaml").read_text())
     for part in dl.COCO_PARTS:
         src = published["sources"][part]
         assert src["url"].startswith("http") and len(src["md5"]) == 32

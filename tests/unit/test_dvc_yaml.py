@@ -13,7 +13,8 @@ DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
 def repro_imports(path, seen=None) -> set:
-    """repro/*.py files that `path` imports, transitively (plus published.yaml where config is used)."""
+    """repro/ files that `path` imports, transitively: modules, and the __init__.py of each layer package
+    (repro/data/, repro/engine/, ...) on the way, which Python runs first."""
     seen = set() if seen is None else seen
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
@@ -22,10 +23,14 @@ def repro_imports(path, seen=None) -> set:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
         for name in names:
-            target = REPO / (name.replace(".", "/") + ".py")
-            if name.startswith("repro.") and target.is_file() and target not in seen:
-                seen.add(target)
-                repro_imports(target, seen)
+            if not name.startswith("repro."):
+                continue
+            parts = name.split(".")
+            packages = [REPO.joinpath(*parts[:i], "__init__.py") for i in range(2, len(parts) + 1)]
+            for target in [p for p in packages if p.is_file()] + [REPO / (name.replace(".", "/") + ".py")]:
+                if target.is_file() and target not in seen:
+                    seen.add(target)
+                    repro_imports(target, seen)
     return seen
 
 
@@ -44,7 +49,7 @@ def test_deps_are_the_stage_script_and_its_imports(name, stage):
     expected = {script} | repro_imports(script)
     if REPO / "repro/config.py" in expected:
         expected.add(REPO / "repro/published.yaml")   # config.published() reads it
-    if REPO / "repro/plan.py" in expected:
+    if REPO / "repro/report/plan.py" in expected:
         expected.add(REPO / "repro/throughput.yaml")  # plan.read_table() reads it
     missing = sorted(str(p.relative_to(REPO)) for p in expected - declared(stage))
     extra = sorted(str(p.relative_to(REPO)) for p in declared(stage) - expected)

@@ -1,7 +1,9 @@
 """`repro gate` and `compare` over the seed ledger: TOST beside the single-run verdicts, both profiles."""
 import json
 
-from repro import compare, gates, ledger, machine
+from repro import machine
+from repro.evaluation import ledger
+from repro.report import compare, gates
 from tests.conftest import REPO
 
 BASELINE = REPO / "reports/baselines/smoke.json"

@@ -1,4 +1,4 @@
-"""The evaluation protocol (repro/evaluate.py): COCO keypoint AP on the mmpose COCO sample, flip test,
+"""The evaluation protocol (repro/evaluation/evaluate.py): COCO keypoint AP on the mmpose COCO sample, flip test,
 AMP / channels_last options, and evaluate_checkpoint end to end with its bad-input errors."""
 import dataclasses
 import json
@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from repro import config, evaluate
+from repro import config
 from repro.checkpoint import CheckpointError
-from repro.coco import DatasetError
 from repro.config import DataConfig
-from repro.evaluate import STAT_NAMES, coco_keypoint_eval, load_ground_truth, predict, score
+from repro.data.coco import DatasetError
+from repro.evaluation import evaluate
+from repro.evaluation.evaluate import STAT_NAMES, coco_keypoint_eval, load_ground_truth, predict, score
+from repro.evaluation.postprocess import Predictions
 from repro.model import CPMConfig, build_cpm
-from repro.postprocess import Predictions
 from repro.skeleton import FLIP_INDICES
 from tests.conftest import REPO
 

@@ -1,11 +1,13 @@
-"""repro.gates and repro.baseline with hand-made metrics files: verdicts, strictness, tables, drift, baseline."""
+"""repro.report.gates and repro.report.baseline with hand-made metrics files: verdicts, strictness, tables,
+drift, baseline."""
 import json
 import subprocess
 
 import pytest
 import yaml
 
-from repro import baseline, gates, machine
+from repro import machine
+from repro.report import baseline, gates
 
 NAMES = ("256x192", "384x288")
 PLATFORM = {"torch": "2.13.0+cpu", "numpy": "2.0", "arch": "x86_64", "cpu_isa": "AVX2"}

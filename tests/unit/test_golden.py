@@ -1,9 +1,9 @@
-"""repro.golden: the diff reports exactly the moved keypoints, changed scores and unmatched instances."""
+"""repro.evaluation.golden: the diff reports exactly the moved keypoints, changed scores and unmatched instances."""
 import copy
 
 import pytest
 
-from repro import golden
+from repro.evaluation import golden
 from repro.skeleton import KEYPOINT_NAMES
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from repro import ledger
+from repro.evaluation import ledger
 
 NAMES = ["AP", "AR"]
 

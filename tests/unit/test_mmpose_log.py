@@ -1,11 +1,12 @@
-"""repro.mmpose_log: mmpose 0.x log.json files written here in that format (spec §6), read into a curve."""
+"""repro.engine.mmpose_log: mmpose 0.x log.json files written here in that format (spec §6), read into a curve."""
 import json
 import logging
 
 import pytest
 
-from repro import evaluate, mmpose_log
-from repro.mmpose_log import LogFormatError, read_curve
+from repro.engine import mmpose_log
+from repro.engine.mmpose_log import LogFormatError, read_curve
+from repro.evaluation import evaluate
 
 META = {"env_info": "sys.platform: linux\nPython: 3.8", "seed": None}
 
@@ -101,7 +102,7 @@ def test_missing_file_is_an_error_naming_it(tmp_path):
 
 
 def our_records():
-    """What repro.runlog writes to train_log.jsonl: train intervals and validations."""
+    """What repro.engine.runlog writes to train_log.jsonl: train intervals and validations."""
     stats = {name: 0.1 + 0.01 * i for i, name in enumerate(evaluate.STAT_NAMES)}
     return [{"mode": "train", "epoch": 1, "iter": 10, "iters": 20, "step": 10, "lr": 9.2e-05, "loss": 0.0361234567,
              "acc_pose": 0.0157, "time": 0.4455, "data_time": 0.0289, "loss_kpt": 0.0361},
@@ -131,6 +132,6 @@ def test_cli_writes_the_log_and_says_what_it_holds(tmp_path, capsys):
     src.write_text("".join(json.dumps(r) + "\n" for r in our_records()))
     mmpose_log.main([str(src), str(tmp_path / "out.log.json")])
     assert "1 validation(s), epochs [1]" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="repro.mmpose_log: error: .*no validation lines"):
+    with pytest.raises(SystemExit, match="repro.engine.mmpose_log: error: .*no validation lines"):
         src.write_text(json.dumps(our_records()[0]) + "\n")
         mmpose_log.main([str(src), str(tmp_path / "out2.log.json")])

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from repro import compare, config, plan, probe
+from repro import config
+from repro.engine import probe
+from repro.report import compare, plan
 from tests.conftest import REPO
 
 PARAMS = config.read_params(REPO / "params.yaml")
@@ -85,8 +87,8 @@ def test_check_puts_the_measured_time_beside_the_estimate(tmp_path):
 @pytest.mark.slow
 def test_estimate_is_within_2x_of_a_tiny_measured_training_run(tmp_path, monkeypatch):
     """Estimate and measurement on the same machine in the same test: a ratio, never an absolute time."""
-    from repro import train
-    from repro.synthetic import generate
+    from repro.data.synthetic import generate
+    from repro.engine import train
 
     params = tiny_params(tmp_path / "data")
     cfg = config.resolve(params, "256x192", "smoke")

@@ -1,10 +1,10 @@
-"""Rescoring, OKS-NMS and the COCO result format (repro/postprocess.py), checked by hand and against a
-straightforward per-pair reference written here (mmpose's `oks_iou` / `oks_nms` loops)."""
+"""Rescoring, OKS-NMS and the COCO result format (repro/evaluation/postprocess.py), checked by hand and against
+a straightforward per-pair reference written here (mmpose's `oks_iou` / `oks_nms` loops)."""
 import numpy as np
 import pytest
 
-from repro.postprocess import (Predictions, check_finite, oks_matrix, oks_nms, postprocess, rescore,
-                               to_coco_results)
+from repro.evaluation.postprocess import (Predictions, check_finite, oks_matrix, oks_nms, postprocess, rescore,
+                                          to_coco_results)
 from repro.skeleton import OKS_SIGMAS
 
 K = len(OKS_SIGMAS)
@@ -132,8 +132,8 @@ def test_oks_nms_matches_reference_on_crowded_images(seed):
 @pytest.mark.parametrize("chunk", [1 << 21, 1])
 def test_oks_nms_matches_reference_over_many_image_sizes(chunk, monkeypatch):
     """Images are batched by size (and chunked); sizes 1..30, several images per size, shuffled rows."""
-    import repro.postprocess
-    monkeypatch.setattr(repro.postprocess, "_CHUNK", chunk)
+    import repro.evaluation.postprocess
+    monkeypatch.setattr(repro.evaluation.postprocess, "_CHUNK", chunk)
     rng = np.random.default_rng(3)
     sizes = np.repeat(np.arange(1, 31), 3)
     image_ids = rng.permutation(np.repeat(np.arange(len(sizes)) * 7 + 5, sizes))

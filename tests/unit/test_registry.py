@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from repro import checkpoint, config, registry, tracking, train
+from repro import checkpoint, config, registry, tracking
+from repro.engine import train
 from repro.model import build_cpm
 from tests.conftest import REPO
 
@@ -84,7 +85,7 @@ def test_finished_training_registers_best_pth_as_cpm_config(store, cfg, monkeypa
         return {"best": {"AP": 0.5}}
 
     monkeypatch.setattr(train, "_fit", fake_fit)
-    monkeypatch.setattr("repro.coco.check_layout", lambda *a, **k: None)
+    monkeypatch.setattr("repro.data.coco.check_layout", lambda *a, **k: None)
     train.train(cfg, store / "models/256x192", resume=False, track=True)
 
     assert_registered_model_is(f"models:/{NAME}/latest", made["model"], cfg)

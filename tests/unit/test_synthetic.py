@@ -1,4 +1,4 @@
-"""repro.synthetic: COCO layout readable by pycocotools, determinism, visibility rules, detector simulation."""
+"""repro.data.synthetic: COCO layout readable by pycocotools, determinism, visibility rules, detector simulation."""
 import contextlib
 import io
 import json
@@ -10,10 +10,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from repro import synthetic
 from repro.config import SyntheticConfig
+from repro.data import synthetic
+from repro.data.synthetic import DET_FILE, SceneSpec, generate
 from repro.skeleton import KEYPOINT_NAMES, SKELETON
-from repro.synthetic import DET_FILE, SceneSpec, generate
 
 SMALL = SyntheticConfig(train_images=6, val_images=12, seed=0)
 NOISY_DETECTOR = SceneSpec(det_miss_rate=0.2, det_fp_per_image=1.0, det_duplicate_rate=0.2)

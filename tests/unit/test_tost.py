@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from repro import tost
+from repro.report import tost
 
 
 @pytest.mark.parametrize("p,df,table", [(0.95, 2, 2.919986), (0.95, 4, 2.131847), (0.975, 1, 12.706205),

@@ -12,8 +12,9 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from repro import config, distributed, recipe, runlog, train
+from repro import config, distributed, recipe
 from repro.config import TrainConfig
+from repro.engine import runlog, train
 from tests.conftest import REPO
 
 

@@ -6,21 +6,10 @@ import pytest
 import torch
 from scipy import stats
 
-from repro import transforms as T
-from repro.config import AugmentConfig, CodecConfig
+from repro.config import AugmentConfig
+from repro.data import transforms as T
 from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
-
-SIZES = {"256x192": CodecConfig((192, 256), (24, 32), 2.0), "384x288": CodecConfig((288, 384), (36, 48), 3.0)}
-# spec §2.6(c) defaults, as in params.yaml's recipe
-AUG = AugmentConfig(bbox_padding=1.25, flip_prob=0.5, half_body_prob=0.3, half_body_min_total_keypoints=9,
-                    half_body_min_upper_keypoints=2, half_body_min_lower_keypoints=3, half_body_padding=1.5,
-                    half_body_upper_prob=0.7, shift_factor=0.16, shift_prob=0.3, scale_factor=0.5, scale_prob=1.0,
-                    rotate_factor=80.0, rotate_prob=0.6)
-
-
-@pytest.fixture(params=sorted(SIZES))
-def codec(request) -> CodecConfig:
-    return SIZES[request.param]
+from tests.unit.conftest import AUG, SIZES
 
 
 def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
@@ -318,7 +307,7 @@ def test_crops_of_the_coco_sample_equal_the_reference_recipe_pixel_for_pixel(coc
 
 
 def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(coco_sample, codec):
-    from repro.coco import TopDownCocoDataset
+    from repro.data.coco import TopDownCocoDataset
     ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=False,
                             det_file=coco_sample / "test_coco_det_AP_H_56.json")
     images = {}
@@ -333,7 +322,7 @@ def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(c
 def test_training_crops_and_keypoints_equal_the_reference_recipe(coco_sample, codec):
     """Augmented geometry (flip, rotation, shift, scale) of the sample's GT instances, several epochs: the
     crop and the keypoints mapped as TopdownAffine maps them (cv2.transform of float32 keypoints)."""
-    from repro.coco import TopDownCocoDataset, read_image
+    from repro.data.coco import TopDownCocoDataset, read_image
     ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=True, seed=5)
     rotated = 0
     for epoch in range(3):

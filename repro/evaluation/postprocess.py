@@ -1,7 +1,7 @@
 """Instance rescoring, OKS-NMS and the COCO keypoint result format (spec §4.3), vectorised.
 
-    preds = repro.evaluate.predict(model, loader, device, eval_cfg)      # one row per person box
-    results = repro.postprocess.postprocess(preds, keypoint_score_thr=0.2, nms_thr=0.9)
+    preds = repro.evaluation.evaluate.predict(model, loader, device, eval_cfg)      # one row per person box
+    results = repro.evaluation.postprocess.postprocess(preds, keypoint_score_thr=0.2, nms_thr=0.9)
 
 `Predictions` holds one row per box as parallel numpy arrays (struct of arrays), so rescoring is one
 expression and NMS groups rows by image with a single sort. The 104,125 boxes of the real val2017 run

@@ -4,7 +4,7 @@
     rows = curve.compare_curve(measured, ref.points, ref.band)     # one row per validation of the run
     stop = curve.stop_verdict(epoch, ap, ref.points, margin, from_epoch)
 
-The reference is a training log in mmpose 0.x format (repro.mmpose_log): the published run's log in the full
+The reference is a training log in mmpose 0.x format (repro.engine.mmpose_log): the published run's log in the full
 profile, a committed log of our own reference run in the smoke profile; where each lives, and the band, are
 data (repro/published.yaml `learning_curve`).
 
@@ -18,7 +18,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from repro import mmpose_log
+from repro.engine import mmpose_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def reference(published: dict, profile: str, name: str) -> Reference:
             f"{path}: no reference training log for {name} ({profile} profile); "
             + ("the full profile downloads it with the published checkpoint: repro download-published "
                f"--config {name} --dest {path.parent}" if profile == "full"
-               else "write one from a reference run: python -m repro.mmpose_log models/"
+               else "write one from a reference run: python -m repro.engine.mmpose_log models/"
                     f"{name}/train_log.jsonl {path}"))
     points = [(p["epoch"], p["AP"]) for p in mmpose_log.read_curve(path)]
     return Reference(path, band, points)

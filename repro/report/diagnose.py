@@ -55,7 +55,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from repro import atomic
-from repro.compare import _save_png   # compare imports this module inside compare(): no cycle
+from repro.report.compare import _save_png   # compare imports this module inside compare(): no cycle
 from repro.skeleton import FLIP_INDICES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
 
 LOC_OKS = 0.1                 # cocoanalyze Params.oksLocThrs: a pair below this is not a localisation error
@@ -316,7 +316,7 @@ def markdown(report: dict, title: str = "Diagnosis", plot: str = "keypoint_oks.p
     a, b, diff = report["a_report"], report["b_report"], report["difference"]
     out = [f"## {title}\n", f"A (reference): `{report['a']}`; B: `{report['b']}`; ground truth: `{report['gt']}`. "
            f"Matched at OKS {LOC_OKS}: A {a['matched']}, B {b['matched']} detections. Definitions and "
-           "thresholds (Ronchi & Perona, ICCV 2017; coco-analyze): `repro/diagnose.py`.\n",
+           "thresholds (Ronchi & Perona, ICCV 2017; coco-analyze): `repro/report/diagnose.py`.\n",
            "### AP by person size\n",
            _table(("size", "A", "B", "B - A"), [(s, a["ap"][s], b["ap"][s], diff["ap"][s]) for s in SIZES]),
            "### Error breakdown (keypoints of matched detections; people for FP/FN) and AP recovered by "

@@ -20,10 +20,10 @@ import torch
 
 from repro.codec import encode
 from repro.config import AugmentConfig, CodecConfig, DataConfig
+from repro.data.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
+from repro.data.transforms import affine_crop, crop, warp_matrix
 from repro.errors import ReproError
 from repro.skeleton import NUM_KEYPOINTS
-from repro.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
-from repro.transforms import affine_crop, crop, warp_matrix
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.seed, self.epoch = seed, 0
         self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
         self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
-        self.ann_file = Path(ann_file)   # the ground truth for evaluation (repro.evaluate)
+        self.ann_file = Path(ann_file)   # the ground truth for evaluation (repro.evaluation.evaluate)
         self.images, anns = load_coco_keypoints(ann_file)
         self.instances = (det_instances(det_file, self.images, det_score_thr) if det_file is not None
                           else gt_instances(self.images, anns))

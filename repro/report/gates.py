@@ -21,20 +21,20 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro import atomic, baseline, machine
+from repro import atomic, config, machine
 from repro.errors import InputFileError
+from repro.report import baseline
 
 TIERS = ("A", "C", "S", "E")
 PRECISION_AMP = {"fp32": "none", "bf16": "bf16"}   # baseline precision -> the smoke profile's train.amp
 PROFILE_TIERS = {"smoke": ("S", "E"), "full": ("A", "C")}
-STRICT_ENV = "REPRO_STRICT_GATES"
-TIERS_ENV = "REPRO_GATE_TIERS"
-PUBLISHED_PATH = Path(__file__).with_name("published.yaml")
+STRICT_ENV = config.STRICT_GATES_ENV
+TIERS_ENV = config.GATE_TIERS_ENV
+PUBLISHED_PATH = config.PUBLISHED_PATH
 METRICS_DIR = Path("reports/metrics")
 EPS = 1e-9  # float slack on tolerance comparisons: 0.625 - 0.623 is 0.0020000000000000018
 # Published evaluation settings (published.yaml eval_settings) against the `eval` block of a metrics file.
@@ -292,8 +292,8 @@ def tier_e_rows(name: str, record: dict, reference: dict, tol: dict) -> list:
 
 
 def golden_row(name: str, record: dict, entry: dict, tol: dict) -> Row:
-    """The new predictions against the committed golden ones (repro.golden); the note names what moved."""
-    from repro import golden
+    """The new predictions against the committed golden ones (repro.evaluation.golden); the note names what moved."""
+    from repro.evaluation import golden
     rule = f"<= {tol['max_changed_fraction']:.2%} changed, <= {tol['max_unmatched']} unmatched"  # keypoints, instances
     try:
         gold, new = (json.loads(Path(p).read_text()) for p in (entry["predictions"], record["predictions"]))
@@ -342,14 +342,14 @@ def evaluate(inputs: GateInputs, tiers=TIERS, names=None) -> list:
 
 
 def strict_enabled(flag: bool = False) -> bool:
-    return flag or os.environ.get(STRICT_ENV, "") not in ("", "0", "false", "no")
+    return flag or config.strict_gates()
 
 
 def required_tiers(profile: str, tiers=None) -> tuple:
     """--tier if given, else REPRO_GATE_TIERS, else the profile's own tiers."""
     if tiers:
         return tuple(tiers)
-    env = os.environ.get(TIERS_ENV, "").replace(",", " ").split()
+    env = config.gate_tiers()
     return tuple(env) if env else PROFILE_TIERS[profile]
 
 
@@ -415,8 +415,8 @@ def _common_args(parser):
 
 
 def current_profile(params_path) -> str:
-    if os.environ.get("REPRO_PROFILE"):
-        return os.environ["REPRO_PROFILE"]
+    if config.env_profile():
+        return config.env_profile()
     import yaml
 
     try:
@@ -543,7 +543,7 @@ def baseline_main(argv, run_smoke) -> int:
         runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
         entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
         if precision == default_precision:
-            from repro import ledger
+            from repro.evaluation import ledger
             for records in runs.values():
                 for name, record in records.items():
                     path = ledger.append(args.ledger or ledger.LEDGER_DIR, {**record, "config": name},
@@ -560,7 +560,7 @@ def baseline_main(argv, run_smoke) -> int:
 
 
 # ------------------------------------------------------------------------- seed ledger: equivalence (C, S)
-# Over N retrains (reports/ledger, repro/ledger.py): TOST of the mean AP against the tier's reference.
+# Over N retrains (reports/ledger, repro/evaluation/ledger.py): TOST of the mean AP against the tier's reference.
 LEDGER_PROFILES = {"C": "full", "S": "smoke"}
 EQUIVALENCE_ALPHA = 0.05
 
@@ -587,7 +587,8 @@ def equivalence(tier: str, name: str, inputs: GateInputs, ledger_dir=None) -> di
         {"tier", "config", "ledger", "seeds", "reference_is", "n", "mean", "std", "reference", "margin",
         "alpha", "ci_low", "ci_high", "p_value", "verdict"}; verdict not_enough_seeds below 2 seeds.
     """
-    from repro import ledger, tost
+    from repro.evaluation import ledger
+    from repro.report import tost
     ledger_dir = Path(ledger_dir) if ledger_dir else Path(inputs.metrics_dir).parent / "ledger"
     path = ledger.ledger_path(ledger_dir, LEDGER_PROFILES[tier], name)
     per_seed = ledger.values_by_seed(ledger.read(path))

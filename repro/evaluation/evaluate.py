@@ -1,8 +1,8 @@
 """The published evaluation protocol (spec §4): flip-test inference over person boxes, rescoring, OKS-NMS
 and COCO keypoint AP with pycocotools.
 
-    metrics = repro.evaluate.evaluate_checkpoint(cfg, Path("models/256x192/best.pth"), Path("outputs/eval"))
-    metrics = repro.evaluate.validate(model, val_dataset, cfg.eval, device)     # from the trainer, any rank
+    metrics = repro.evaluation.evaluate.evaluate_checkpoint(cfg, Path("models/256x192/best.pth"), Path("outputs/eval"))
+    metrics = repro.evaluation.evaluate.validate(model, val_dataset, cfg.eval, device)     # from the trainer, any rank
 
 Run it as a stage: `python -m stages.evaluate --config 256x192 --source trained --checkpoint ...`.
 """
@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Subset
 
 from repro import atomic, codec, distributed, machine
 from repro.checkpoint import CheckpointError, check_config, load_checkpoint
-from repro.coco import DatasetError, TopDownCocoDataset, check_layout
 from repro.config import CodecConfig, EvalConfig, RunConfig
+from repro.data.coco import DatasetError, TopDownCocoDataset, check_layout
+from repro.evaluation.postprocess import Predictions, postprocess
 from repro.model import build_cpm
-from repro.postprocess import Predictions, postprocess
 from repro.skeleton import FLIP_INDICES
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def coco_keypoint_eval(coco_gt: COCO, results: list[dict]) -> dict:
 
     Args:
         coco_gt: the ground truth (person_keypoints_*.json loaded with pycocotools).
-        results: COCO keypoint results (see repro.postprocess.to_coco_results); not modified.
+        results: COCO keypoint results (see repro.evaluation.postprocess.to_coco_results); not modified.
 
     Returns:
         A flat dict: the 10 stats named in STAT_NAMES, num_images (images evaluated) and num_instances

@@ -1,7 +1,7 @@
 """The seed ledger: every finished retrain's metrics by seed, for equivalence over N retrains (tier C / S).
 
-    repro.ledger.append(Path("reports/ledger"), record)      # the evaluate stage, for a trained model
-    repro.ledger.read(ledger_path(Path("reports/ledger"), "full", "256x192"))
+    repro.evaluation.ledger.append(Path("reports/ledger"), record)      # the evaluate stage, for a trained model
+    repro.evaluation.ledger.read(ledger_path(Path("reports/ledger"), "full", "256x192"))
 
 One file per profile and config, reports/ledger/<profile>_<config>.json:
 

@@ -1,7 +1,7 @@
 """mmpose 0.x training logs (`*.log.json`, spec §6): read one into a validation curve, write ours in that format.
 
     curve = read_curve("models/published/cpm_coco_256x192_20200817.log.json")   # [{"epoch": 10, "AP": ...}]
-    python -m repro.mmpose_log models/256x192/train_log.jsonl reports/baselines/smoke_256x192.log.json
+    python -m repro.engine.mmpose_log models/256x192/train_log.jsonl reports/baselines/smoke_256x192.log.json
 
 The format (mmcv TextLoggerHook): one JSON object per line; line 1 is the run's meta (`env_info`, `seed`);
 train lines carry "mode": "train"; validation lines "mode": "val", a 1-based "epoch" and the COCO stats under
@@ -21,9 +21,9 @@ from pathlib import Path
 
 from repro import atomic
 
-log = logging.getLogger("repro.mmpose_log")
+log = logging.getLogger("repro.mmpose_log")   # name kept from before repro/engine/: log filters match it
 
-# mmpose stat name -> ours (repro.evaluate.STAT_NAMES order); "Ap .5" is the older spelling (spec §6).
+# mmpose stat name -> ours (repro.evaluation.evaluate.STAT_NAMES order); "Ap .5" is the older spelling (spec §6).
 MMPOSE_STATS = {"AP": "AP", "AP .5": "AP50", "AP .75": "AP75", "AP (M)": "AP_M", "AP (L)": "AP_L",
                 "AR": "AR", "AR .5": "AR50", "AR .75": "AR75", "AR (M)": "AR_M", "AR (L)": "AR_L"}
 OLD_SPELLINGS = {"Ap .5": "AP50"}
@@ -103,7 +103,7 @@ def _rounded(record: dict) -> dict:
 
 
 def to_mmpose(records: list[dict], seed: int | None, env_info: str = "") -> str:
-    """Our train_log.jsonl records (repro.runlog) as the text of an mmpose 0.x log.json.
+    """Our train_log.jsonl records (repro.engine.runlog) as the text of an mmpose 0.x log.json.
 
     Args:
         records: the run's records in order: train intervals and validations (mode "train" / "val").
@@ -138,12 +138,12 @@ def write_log(train_log, out_path, seed: int | None = None, env_info: str = "") 
     """Convert a run's train_log.jsonl to an mmpose 0.x log.json at `out_path` (written atomically)."""
     train_log = Path(train_log)
     records = [json.loads(line) for line in train_log.read_text().splitlines() if line.strip()]
-    text = to_mmpose(records, seed, env_info or f"converted by repro.mmpose_log from {train_log}")
+    text = to_mmpose(records, seed, env_info or f"converted by repro.engine.mmpose_log from {train_log}")
     return atomic.write_text(out_path, text)
 
 
 def main(argv=None) -> None:
-    """`python -m repro.mmpose_log TRAIN_LOG OUT`: write a run's log in mmpose 0.x format."""
+    """`python -m repro.engine.mmpose_log TRAIN_LOG OUT`: write a run's log in mmpose 0.x format."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("train_log", help="a run's train_log.jsonl (models/<config>/train_log.jsonl)")
     p.add_argument("out", help="the mmpose-format log.json to write")
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
         out = write_log(args.train_log, args.out, args.seed, args.note)
         points = read_curve(out)   # the written file must read back as a curve
     except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"repro.mmpose_log: error: {args.train_log}: {e}")
+        sys.exit(f"repro.engine.mmpose_log: error: {args.train_log}: {e}")
     print(f"{out}: {len(points)} validation(s), epochs {[p['epoch'] for p in points]}")
 
 

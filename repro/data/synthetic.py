@@ -1,6 +1,6 @@
 """Synthetic COCO-format people: the embedded default data set (no COCO, no network).
 
-    from repro.synthetic import generate
+    from repro.data.synthetic import generate
     generate(cfg.synthetic, "data/synthetic")      # or: python -m stages.data (profile smoke)
 
 Writes the exact COCO 2017 layout under `root`: train2017/ and val2017/ JPEGs (12-digit ids),

@@ -1,6 +1,6 @@
 """`repro plan`: the time and device-hours of every stage of a profile, before it runs.
 
-    repro plan [--profile smoke|full]          # probe this machine (repro/probe.py), print, write JSON
+    repro plan [--profile smoke|full]          # probe this machine (repro/engine/probe.py), print, write JSON
     repro plan --profile full --gpu gtx-1660-super   # from repro/throughput.yaml instead of a probe
     repro plan --check                         # the written estimate beside the measured stage times
 
@@ -20,7 +20,7 @@ import yaml
 
 from repro import atomic, config
 
-THROUGHPUT_PATH = Path(__file__).with_name("throughput.yaml")
+THROUGHPUT_PATH = Path(__file__).parents[1] / "throughput.yaml"   # repro/throughput.yaml
 PLAN_DIR = Path("reports/plan")
 DOWNLOAD_MB_S = 50.0   # assumed download bandwidth for the full profile's data stage (--bandwidth)
 
@@ -38,7 +38,7 @@ def data_sizes(cfg, table: dict, probed: dict) -> dict:
     if cfg.data.source == "coco":
         return {"train_instances": table["coco"]["train_instances"]["value"],
                 "val_boxes": table["coco"]["val_boxes"]["value"], "basis": "COCO's known sizes (throughput.yaml)"}
-    from repro.synthetic import SceneSpec
+    from repro.data.synthetic import SceneSpec
     spec, syn = SceneSpec(), cfg.synthetic
     people = (1 + spec.max_people) / 2   # 1..max_people per image, uniform
     boxes = people * (1 - spec.det_miss_rate) * (1 + spec.det_duplicate_rate) + spec.det_fp_per_image
@@ -155,7 +155,7 @@ def _duration(seconds: float) -> str:
 
 def render(plan: dict, markdown: bool = False) -> str:
     """The plan as a table: stage, estimated time, devices, device-hours, basis."""
-    from repro.gates import render as table
+    from repro.report.gates import render as table
     rows = [[s["stage"], _duration(s["seconds"]), f"{s['seconds']:.1f}", s["devices"], f"{s['device_hours']:.4f}",
              s["basis"]] for s in plan["stages"]]
     rows.append(["total", _duration(plan["total_s"]), f"{plan['total_s']:.1f}", "",
@@ -174,7 +174,7 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
         params_path: params.yaml.
         profile: smoke | full (default: params.yaml's).
         gpu: a device of repro/throughput.yaml instead of probing this machine.
-        steps: timed training steps per config in the probe (default: repro.probe.PROBE_STEPS).
+        steps: timed training steps per config in the probe (default: repro.engine.probe.PROBE_STEPS).
         probe_batch: probe at this batch instead of train.batch_per_gpu (scaled linearly; for a slow CPU).
         bandwidth_mb_s: assumed download speed of COCO.
 
@@ -191,7 +191,7 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
     if gpu:
         timings = {name: device_timings(table, gpu, cfg) for name, cfg in cfgs.items()}
         return build_plan(cfgs, timings, first.train.gpus, table, f"{gpu} (throughput.yaml)", bandwidth_mb_s)
-    from repro import launch, probe
+    from repro.engine import launch, probe
     steps = steps or probe.PROBE_STEPS
     timings = {name: probe.probe(cfg, steps=steps, batch=probe_batch) for name, cfg in cfgs.items()}
     if first.data.source == "synthetic":
@@ -204,6 +204,22 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
 def write(plan: dict, out_dir=PLAN_DIR) -> Path:
     """reports/plan/<profile>.json."""
     return atomic.write_json(Path(out_dir) / f"{plan['profile']}.json", plan)
+
+
+def run_plan(params_path="params.yaml", profile: str | None = None, out_dir=PLAN_DIR, **options) -> tuple:
+    """The plan step (`python -m stages.plan`, `repro plan`): estimate every stage of the profile and write it.
+
+    Args:
+        params_path: params.yaml.
+        profile: smoke | full (default: params.yaml's).
+        out_dir: the plan goes to <out_dir>/<profile>.json (reports/plan).
+        **options: make_plan's gpu, steps, probe_batch, bandwidth_mb_s.
+
+    Returns:
+        (the plan, the path written).
+    """
+    plan = make_plan(params_path, profile, **options)
+    return plan, write(plan, out_dir)
 
 
 def plan_main(argv=None) -> int:
@@ -223,14 +239,15 @@ def plan_main(argv=None) -> int:
         path = Path(args.out_dir) / f"{profile}.json"
         if not path.is_file():
             parser.exit(2, f"repro plan --check: {path} does not exist (run `repro plan` first)\n")
-        from repro import compare   # the estimate-vs-actual table is part of the comparison
+        from repro.report import compare   # the estimate-vs-actual table is part of the comparison
         print(compare.render_cost(compare.cost_rows(path, Path("models"), Path("reports/metrics"))))
         return 0
     try:
-        plan = make_plan(args.params, args.profile, args.gpu, args.steps, args.probe_batch, args.bandwidth)
+        plan, path = run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
+                              probe_batch=args.probe_batch, bandwidth_mb_s=args.bandwidth)
     except config.ConfigError as e:
         parser.exit(2, f"repro plan: {e}\n")
     print(f"{plan['profile']} profile on {plan['hardware']}, world size {plan['world_size']}")
     print(render(plan))
-    print(f"wrote {write(plan, args.out_dir)}")
+    print(f"wrote {path}")
     return 0

@@ -1,11 +1,11 @@
 """A short timed probe of the real model and data pipeline on this machine, for `repro plan`.
 
-    timings = repro.probe.probe(cfg)        # seconds per training step, per eval image, per data item
+    timings = repro.engine.probe.probe(cfg)        # seconds per training step, per eval image, per data item
 
 The probe builds the configured network (`build_cpm(cfg.model)`) and times, after one warm-up each:
 a few optimisation steps at the configured batch per device, precision (train.amp) and memory format
 (forward, the published loss, backward, Adam step), and a few inference batches at eval.batch_size with
-eval.amp and the flip test (both views in one forward, as `repro.evaluate` runs them). When the data set is
+eval.amp and the flip test (both views in one forward, as `repro.evaluation.evaluate` runs them). When the data set is
 on disk it also times loading a few training and validation items (decode, augmentation, targets), which
 the loop pays in series when num_workers is 0. Random tensors stand in for images in the model timings:
 the cost of a dense CNN does not depend on pixel values.
@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
-from repro import evaluate, machine, train
+from repro import machine
 from repro.config import RunConfig
+from repro.engine import train
+from repro.evaluation import evaluate
 from repro.model import build_cpm
 
 # Timed training steps after the warm-up: their median is the estimate, so a step slowed by another process
@@ -116,7 +118,7 @@ def data_seconds(cfg: RunConfig) -> dict:
 
 def synthetic_image_seconds(cfg: RunConfig, images: int = 6) -> float:
     """Seconds to generate one synthetic image with its annotations (a tiny data set in a scratch dir)."""
-    from repro.synthetic import generate
+    from repro.data.synthetic import generate
     small = dataclasses.replace(cfg.synthetic, train_images=images - images // 3, val_images=images // 3)
     with tempfile.TemporaryDirectory(prefix="repro-plan-") as scratch:
         start = time.perf_counter()
@@ -141,7 +143,7 @@ def probe(cfg: RunConfig, device=None, steps: int = PROBE_STEPS, batch: int | No
     start = time.perf_counter()
     previous = torch.are_deterministic_algorithms_enabled()
     if cfg.train.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # as repro.train sets it
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # as repro.engine.train sets it
     torch.use_deterministic_algorithms(cfg.train.deterministic)   # as the run will (slower kernels on CUDA)
     try:
         step_s = train_step_seconds(cfg, device, steps, batch)

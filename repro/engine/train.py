@@ -1,8 +1,8 @@
 """Train one CPM config with the published recipe (spec §3): the same entry for 1 process, N or several nodes.
 
-    python -m repro.train --config 256x192 --out models/256x192                       # one process
-    torchrun --standalone --nproc-per-node 8 -m repro.train --config 256x192 --out models/256x192
-    python -m repro.train --config 256x192 --profile smoke --out /tmp/run --set train.epochs=2
+    python -m repro.engine.train --config 256x192 --out models/256x192                       # one process
+    torchrun --standalone --nproc-per-node 8 -m repro.engine.train --config 256x192 --out models/256x192
+    python -m repro.engine.train --config 256x192 --profile smoke --out /tmp/run --set train.epochs=2
 
 A run resumes from out/last.pth when it exists (model, optimizer, scheduler, epoch, RNG states, best AP);
 a run killed between two epoch-end saves repeats that epoch exactly. Only rank 0 writes files and MLflow.
@@ -25,12 +25,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import (atomic, checkpoint, codec, config, curve, distributed, machine, mmpose_log, recipe, registry,
-                   runlog, tracking)
+from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, registry, tracking
 from repro.config import RunConfig, TrainConfig
+from repro.engine import curve, launch, mmpose_log, runlog
 from repro.model import build_cpm
 
-log = logging.getLogger("repro.train")
+log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
 
 PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_accuracy)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -105,7 +105,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig):
 
 def build_datasets(cfg: RunConfig):
     """(train, val): GT-box training instances with augmentation; val on det boxes unless use_gt_bbox."""
-    from repro.coco import TopDownCocoDataset
+    from repro.data.coco import TopDownCocoDataset
     d = cfg.data
     train_ds = TopDownCocoDataset(d.train_ann, d.train_images, cfg.codec, cfg.augment, is_training=True,
                                   seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images)
@@ -347,9 +347,9 @@ def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = Non
 
 
 def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
-    from repro import evaluate   # pycocotools etc.: imported when training, not on `import repro.train`
+    from repro.evaluation import evaluate   # pycocotools etc.: imported when training, not on import
     cfg = machine.resolve_precision(cfg, env.device.type)   # `auto` -> what runs here, recorded everywhere
-    from repro.coco import check_layout
+    from repro.data.coco import check_layout
     if env.is_main:   # before any work: the data it reads and the directory it writes
         check_layout(cfg.data, training=True, det_boxes=not cfg.eval.use_gt_bbox)
         atomic.check_writable(out_dir)
@@ -494,7 +494,7 @@ def _setup_logging() -> None:
 
 
 def main(argv=None) -> None:
-    """`python -m repro.train` / `repro train`: parse args, resolve the config, train (under errors.run_main)."""
+    """`python -m repro.engine.train` / `repro train`: parse args, resolve the config, train (under errors.run_main)."""
     p = argparse.ArgumentParser(prog="repro train", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
@@ -511,6 +511,13 @@ def main(argv=None) -> None:
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
     except (tracking.TrackingError, FloatingPointError, mmpose_log.LogFormatError) as e:   # exit 1, one line
         raise SystemExit(f"repro train: error: {e}") from None
+
+
+def run_train(argv: list) -> None:
+    """The train step (`python -m stages.train`, `repro train`): `main(argv)` in this process for one local
+    worker, under torchrun for several (repro.engine.launch). The input is main's command line because
+    torchrun's workers parse it again."""
+    return launch.run("repro.engine.train", argv, main)
 
 
 if __name__ == "__main__":

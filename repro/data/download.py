@@ -1,6 +1,6 @@
 """Resumable, verified downloads and safe unzipping for the full-profile data and the published checkpoints.
 
-    from repro.download import download, prepare_coco, fetch_published
+    from repro.data.download import download, prepare_coco, fetch_published
     published = yaml.safe_load(open("repro/published.yaml"))
     prepare_coco("data/full", published["sources"], det_file="~/COCO_val2017_detections_AP_H_56_person.json")
     fetch_published(published["models"]["256x192"], "models/published")
@@ -33,13 +33,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from repro import config
 from repro.digest import file_digest
 from repro.errors import ReproError
 
 log = logging.getLogger(__name__)
 
-MIRROR_ENV = "REPRO_MIRROR"
-DET_FILE_ENV = "REPRO_DET_FILE"
+MIRROR_ENV = config.MIRROR_ENV
+DET_FILE_ENV = config.DET_FILE_ENV
 CHUNK = 1 << 20
 USER_AGENT = "repro-download/1 (+python-urllib)"
 COCO_PARTS = ("train2017", "val2017", "annotations")
@@ -189,7 +190,7 @@ def _fetch(url: str, part: Path, timeout: float, retries: int, backoff: float, s
 
 def _mirror_source(url: str, dest: Path, mirror) -> tuple[str, str] | None:
     """('file', path) or ('url', url) for `url` in the mirror, or None when the mirror lacks it."""
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+    mirror = mirror if mirror is not None else config.mirror()
     if not mirror:
         return None
     name = Path(urllib.parse.urlsplit(url).path).name or dest.name
@@ -390,7 +391,7 @@ def find_detections(root, det_source: dict, det_file=None, mirror=None):
     """
     name = det_source.get("filename", "COCO_val2017_detections_AP_H_56_person.json")
     dest = Path(root) / "person_detection_results" / name
-    det_file = det_file or os.environ.get(DET_FILE_ENV)
+    det_file = det_file or config.det_file()
     if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
         det_file = found[1] if found[0] == "file" else None
     if not det_file and not dest.is_file():

@@ -1,6 +1,6 @@
 """Equivalence of retrains to a reference AP: Student t quantiles and the two one-sided tests (TOST).
 
-    result = repro.tost.tost([0.621, 0.624, 0.622], reference=0.623, margin=0.005)
+    result = repro.report.tost.tost([0.621, 0.624, 0.622], reference=0.623, margin=0.005)
 
 TOST (Schuirmann 1987) declares the mean AP equivalent to the reference when both one-sided nulls,
 mean <= reference - margin and mean >= reference + margin, are rejected at level alpha; that is, when the

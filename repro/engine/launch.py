@@ -4,7 +4,7 @@
 
 The number of local workers is REPRO_NPROC if set, else the number of visible CUDA devices, else 1.
 Several nodes: run `torchrun --nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT
---nproc-per-node G -m repro.train --config ...` on each node yourself (README).
+--nproc-per-node G -m repro.engine.train --config ...` on each node yourself (README).
 """
 import os
 import shutil
@@ -12,11 +12,12 @@ import sys
 
 import torch
 
+from repro import config
+
 
 def local_world_size() -> int:
-    if os.environ.get("REPRO_NPROC"):
-        return int(os.environ["REPRO_NPROC"])
-    return max(1, torch.cuda.device_count())
+    nproc = config.nproc()
+    return nproc if nproc is not None else max(1, torch.cuda.device_count())
 
 
 def under_torchrun() -> bool:

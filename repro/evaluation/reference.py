@@ -1,7 +1,7 @@
 """Tier E's committed smoke reference (reports/reference): where it is, how it is evaluated, data digests.
 
 The files are made by `repro reference` (repro/reference_build.py); the DVC stage evaluate_reference and
-tier E of repro/gates.py read them. The evaluation is the smoke profile's in fp32 (eval.amp none), so the
+tier E of repro/report/gates.py read them. The evaluation is the smoke profile's in fp32 (eval.amp none), so the
 golden predictions compare on any CPU.
 """
 import dataclasses
@@ -46,7 +46,7 @@ def load_index(path=INDEX) -> dict | None:
 
 def evaluate_entry(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
     """Evaluate a committed reference checkpoint (its sha256 checked first); the metrics dict."""
-    from repro import evaluate
+    from repro.evaluation import evaluate
     got = sha256_file(entry["checkpoint"])
     if got != entry["sha256"]:
         raise InputFileError(f"{entry['checkpoint']}: sha256 {got} is not the committed {entry['sha256']}")
@@ -56,7 +56,8 @@ def evaluate_entry(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
 def evaluate_record(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
     """Tier E's metrics record: `evaluate_entry`'s metrics (source "reference") plus the predictions path
     and the digests of the val data evaluated (cfg.data)."""
-    from repro import checkpoint, results
+    from repro import checkpoint
+    from repro.evaluation import results
     metrics = evaluate_entry(cfg, entry, out_dir)
     record = results.metrics_record(cfg, metrics, "reference", entry["checkpoint"],
                                     checkpoint.trained_precision(entry["checkpoint"]))

@@ -1,6 +1,7 @@
 """Every metrics file against the published table and the smoke baseline -> verdicts, reports, plots.
 
-    python -m stages.compare          # the DVC stage; or compare.compare(...) from Python
+    python -m stages.compare          # the DVC stage, and `repro compare`: run_compare (+ the MLflow run)
+    compare.compare(...)              # the reports only, from Python
 
 Writes, under `out_dir` (reports/):
     comparison.md                    per config and tier: metric, published/expected, measured, delta,
@@ -11,11 +12,12 @@ Writes, under `out_dir` (reports/):
     plots/val_ap.csv + .png          val AP per epoch for each config (models/<name>/val_history.csv)
     plots/published_vs_measured.csv + .png
     plots/learning_curve.csv + .png  each validation of the run against the reference training curve
-                                     (repro/curve.py), flagged where it is more than the band below
+                                     (repro/engine/curve.py), flagged where it is more than the band below
     diagnosis/<pair>/                with eval_dir: where the AP went between two prediction files
-                                     (repro/diagnose.py), also the "Diagnosis" section of comparison.md
+                                     (repro/report/diagnose.py), also the "Diagnosis" section of comparison.md
 as one set (repro.atomic.all_or_none): all of them are replaced, or none.
-The checks themselves live in repro/gates.py and repro/curve.py; this module only collects and writes them.
+The checks themselves live in repro/report/gates.py and repro/engine/curve.py; this module only collects and
+writes them.
 The learning-curve flags are reported (comparison.md section, comparison.json `learning_curve`), not gated:
 a run behind the curve mid-schedule can still end within the tier-C tolerance, which is the gate.
 """
@@ -29,13 +31,42 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from repro import atomic, curve, gates, mmpose_log
+from repro import atomic, tracking
+from repro.engine import curve, mmpose_log
+from repro.report import gates
 
 DP = 4
 
 
 def _round(value):
     return None if value is None else round(float(value), DP)
+
+
+def run_compare(cfg, *, metrics_dir, models_dir, out_dir, eval_dir) -> dict:
+    """The compare step (`python -m stages.compare`, `repro compare`): `compare`, then the comparison as an
+    MLflow run (verdicts, comparison.md, the diagnosis plots, the learning curve) that closes this pipeline's
+    parent run.
+
+    Args:
+        cfg: the run configuration (config.load): its profile and val annotations are used.
+        metrics_dir, models_dir, out_dir, eval_dir: as `compare` (reports/metrics, models, reports, outputs/eval).
+
+    Returns:
+        The comparison.json content.
+
+    Raises:
+        TrackingError: the MLflow store cannot take writes (before any work).
+    """
+    tracking.preflight()
+    out_dir = Path(out_dir)
+    summary = compare(Path(metrics_dir), Path(models_dir), out_dir, cfg.profile, eval_dir=Path(eval_dir),
+                      gt_path=cfg.data.val_ann)
+    pairs = [p["name"] for p in json.loads((out_dir / "diagnosis" / "pairs.json").read_text())]   # this run's
+    plots = [(out_dir / "diagnosis" / name / "keypoint_oks.png", f"diagnosis/{name}") for name in pairs]
+    tracking.log_comparison(cfg, summary, out_dir / "comparison.md", artifacts=plots, also=lambda tracker:
+                            log_learning_curve(tracker, summary["learning_curve"], out_dir / "plots"))
+    tracking.close_pipeline(summary["verdict"])
+    return summary
 
 
 def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates.PUBLISHED_PATH,
@@ -62,7 +93,7 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
     names = list(inputs.published["models"])
     diagnosis = ""
     if eval_dir is not None:   # first: it checks its input files before anything is written
-        from repro import diagnose   # imported here: diagnose imports this module's _save_png
+        from repro.report import diagnose   # imported here: diagnose imports this module's _save_png
         diagnosis = "\n" + diagnose.pipeline_section(profile, names, eval_dir, gt_path, out_dir / "diagnosis")
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
     add_equivalence(summary, gates.equivalences(inputs, required))

@@ -1,7 +1,7 @@
 """Golden-predictions diff (tier E): two COCO keypoint result lists, instance by instance.
 
-    d = repro.golden.diff(golden_results, new_results, keypoint_px=0.01, score_abs=1e-4)
-    print(repro.golden.render(d))
+    d = repro.evaluation.golden.diff(golden_results, new_results, keypoint_px=0.01, score_abs=1e-4)
+    print(repro.evaluation.golden.render(d))
 
 Instances are matched by (image_id, bbox rounded to 1e-3): the person box an instance was predicted for
 comes from the detection file, so it does not depend on the model. Pure numpy: no torch, no pycocotools.

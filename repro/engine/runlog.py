@@ -23,7 +23,7 @@ import yaml
 from repro import atomic
 from repro.tracking import NullTracker
 
-log = logging.getLogger("repro.train")
+log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
 
 TRAIN_LOG, VAL_HISTORY, METRICS, CONFIG = "train_log.jsonl", "val_history.csv", "metrics.json", "config.yaml"
 

@@ -1,0 +1,39 @@
+"""The package layout: the flat core, then repro.data, repro.evaluation, repro.engine, repro.report, and the
+entry points (cli, pipeline, reference_build) on top; a module imports only its own layer and those below."""
+import ast
+
+import pytest
+
+from tests.conftest import REPO
+
+ORDER = ("core", "data", "evaluation", "engine", "report", "entry")
+ENTRY_POINTS = {"cli", "pipeline", "reference_build"}
+
+
+def layer(module: str) -> str:
+    """The layer of a dotted module name under repro."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ORDER:
+        return parts[1]
+    return "entry" if len(parts) > 1 and parts[1] in ENTRY_POINTS else "core"
+
+
+def imported(path) -> set:
+    """repro modules (and layer packages) a file imports, anywhere in it."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= ({f"repro.{a.name}" for a in node.names} if node.module == "repro" else {node.module})
+    return {n for n in names if n.startswith("repro.")}
+
+
+MODULES = sorted(p for p in (REPO / "repro").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_module_imports_a_layer_above_its_own(path):
+    me = layer(".".join(path.relative_to(REPO).with_suffix("").parts))
+    upward = sorted(n for n in imported(path) if ORDER.index(layer(n)) > ORDER.index(me))
+    assert not upward, f"{path.relative_to(REPO)} ({me}) imports {upward}"
