@@ -108,22 +108,24 @@ def run_variant(name: str, scratch: Path) -> dict:
     first = timed(["scripts/repro.sh"], project, env)
     second = timed(["scripts/repro.sh"], project, env)
     trained = {n: json.loads((project / f"models/{n}/metrics.json").read_text()) for n in ("256x192", "384x288")}
-    cost = json.loads((project / "reports/comparison.json").read_text())["cost"]
+    comparison = json.loads((project / "reports/comparison.json").read_text())
+    cost = comparison["cost"]
     return {"variant": name, "env": extra_env, "first_run_s": round(first, 1), "noop_rerun_s": round(second, 1),
             "train_wall_s": {n: m["wall_time_s"] for n, m in trained.items()},
             "compute_s": round(sum(r["actual_s"] or 0 for r in cost
                                    if r["stage"].startswith(("train", "evaluate"))), 1),
             "plan": cost, "precision": trained["256x192"]["precision"]["train"],
+            "verdict": comparison["verdict"],   # a time is only worth reporting for a run that passes its gates
             "step_s": round(step_seconds(project, env), 3)}
 
 
 def markdown(result: dict) -> str:
     lines = ["# The default pipeline (`scripts/repro.sh`, smoke profile) per CPU kind\n",
              "| variant | train precision | first run s | no-op rerun s | train 256x192 s | train 384x288 s |"
-             " smoke step s |", "|---|---|---|---|---|---|---|"]
+             " smoke step s | gate verdict |", "|---|---|---|---|---|---|---|---|"]
     for r in result["variants"]:
         lines.append(f"| {r['variant']} | {r['precision']} | {r['first_run_s']} | {r['noop_rerun_s']} | "
-                     f"{r['train_wall_s']['256x192']} | {r['train_wall_s']['384x288']} | {r['step_s']} |")
+                     f"{r['train_wall_s']['256x192']} | {r['train_wall_s']['384x288']} | {r['step_s']} | {r['verdict']} |")
     lines += ["", "Estimated time on the other kind of CPU (2-core AMD EPYC without AVX-512, fp32):"]
     for key, value in result["estimates"].items():
         lines.append(f"- {key}: {value}")
