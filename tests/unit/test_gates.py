@@ -160,6 +160,25 @@ def test_baseline_tolerance_has_a_floor_when_seeds_agree(published):
     assert base["configs"]["256x192"]["AP"]["tolerance"] == published["tolerances"]["S"]["floor"]
 
 
+def test_baseline_tolerance_pools_the_spread_of_every_precision(published):
+    """fp32 seeds shift AP by 0.004 per seed (std 0.004), bf16 seeds agree: the pooled std is
+    sqrt((2 * 0.004**2 + 0) / (2 + 2)), and each precision keeps its own mean and range."""
+    tier_s = published["tolerances"]["S"]
+    fp32 = baseline.derive_baseline(fake_runs(), published["metric_names"], tier_s, PLATFORM)
+    agreeing = {s: {"256x192": record(smoke_values(), profile="smoke", seed=s)} for s in (0, 1, 2)}
+    bf16 = baseline.derive_baseline(agreeing, published["metric_names"], tier_s, PLATFORM)
+    base = baseline.with_entry(baseline.with_entry(None, "fp32", fp32), "bf16", bf16)
+    pooled = (2 * 0.004 ** 2 / 4) ** 0.5
+    for precision, own_range in (("fp32", 0.008), ("bf16", 0.0)):
+        ap = base["precisions"][precision]["configs"]["256x192"]["AP"]
+        assert ap["pooled_std"] == pytest.approx(pooled)
+        assert ap["tolerance"] == pytest.approx(max(3 * pooled, own_range, tier_s["floor"]))
+    assert base["precisions"]["bf16"]["configs"]["256x192"]["AP"]["tolerance"] > 0.005   # wider than alone
+    assert "384x288" not in base["precisions"]["bf16"]["configs"]   # only fp32 has it: its own std stays
+    assert base["precisions"]["fp32"]["configs"]["384x288"]["AP"]["tolerance"] == pytest.approx(0.012)
+    assert base["precisions"]["fp32"]["configs"]["256x192"]["num_boxes"]["tolerance"] == 0.0
+
+
 def test_baseline_needs_three_seeds_and_agreeing_counts(published):
     tier_s = published["tolerances"]["S"]
     with pytest.raises(ValueError, match="at least 3 seeds"):
