@@ -7,12 +7,14 @@ train one model, and a run killed with SIGKILL then resumed ends with the same w
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from repro import checkpoint
 from tests.e2e.conftest import TRAIN, repro_cmd, repro_env, run
@@ -97,11 +99,10 @@ def test_run_killed_with_sigkill_and_resumed_ends_with_the_same_weights(short_pr
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
     assert val_ap(out) == val_ap(short_run)
-    # The killed process's MLflow run was left RUNNING; the resumed run found its owner gone and marked it.
-    from mlflow.tracking import MlflowClient
+    # The killed process left its MLflow run RUNNING; the resumed run reopened that run and closed it.
+    killed_run = re.search(r"MLflow run (\w+)", log.read_text()).group(1)
     store = MlflowClient(f"sqlite:///{short_project / 'mlflow.db'}")
     runs = store.search_runs([e.experiment_id for e in store.search_experiments()])
-    status = {}
-    for r in runs:
-        status.setdefault(r.info.status, []).append(r.info.run_name)
-    assert "RUNNING" not in status and len(status.get("KILLED", [])) == 1, status
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    resumed = [r for r in runs if r.data.tags.get("repro.resumed") == "true"]
+    assert [(r.info.run_id, r.info.status) for r in resumed] == [(killed_run, "FINISHED")]
