@@ -125,7 +125,8 @@ def markdown(result: dict) -> str:
              " smoke step s | gate verdict |", "|---|---|---|---|---|---|---|---|"]
     for r in result["variants"]:
         lines.append(f"| {r['variant']} | {r['precision']} | {r['first_run_s']} | {r['noop_rerun_s']} | "
-                     f"{r['train_wall_s']['256x192']} | {r['train_wall_s']['384x288']} | {r['step_s']} | {r['verdict']} |")
+                     f"{r['train_wall_s']['256x192']} | {r['train_wall_s']['384x288']} | {r['step_s']} | "
+                     f"{r['verdict']} |")
     lines += ["", "Estimated time on the other kind of CPU (2-core AMD EPYC without AVX-512, fp32):"]
     for key, value in result["estimates"].items():
         lines.append(f"- {key}: {value}")
