@@ -15,6 +15,7 @@ the two give different numbers), each measured over its own seeds:
                                                                     "range": 0.0, "tolerance": 0.0}}}},
                     "bf16": {...}}}
 """
+import copy
 import json
 import math
 import os
@@ -51,14 +52,15 @@ def derive_metric(per_seed: dict, rule: dict, exact: bool = False) -> dict:
     values = np.array(list(per_seed.values()), dtype=np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     spread = float(values.max() - values.min())
-    if exact:
-        if spread != 0:
-            raise ValueError(f"a count differs between seeds: {per_seed}")
-        tolerance = 0.0
-    else:
-        tolerance = max(rule["k_std"] * std, spread, rule["floor"])
+    if exact and spread != 0:
+        raise ValueError(f"a count differs between seeds: {per_seed}")
     return {"per_seed": dict(per_seed), "mean": float(values.mean()), "std": std, "range": spread,
-            "tolerance": tolerance}
+            "tolerance": tolerance(std, spread, rule, exact)}
+
+
+def tolerance(std: float, spread: float, rule: dict, exact: bool) -> float:
+    """The rule's band: max(k_std * std, max - min, floor); 0 for a count."""
+    return 0.0 if exact else max(rule["k_std"] * std, spread, rule["floor"])
 
 
 def derive_baseline(runs: dict, metric_names, tier_s: dict, platform: dict) -> dict:
@@ -103,13 +105,13 @@ def _number(metrics: dict, metric: str, seed, name: str) -> float:
 def with_entry(base: dict | None, precision: str, entry: dict) -> dict:
     """The baseline file `base` (None: a new one) with the entry of `precision` set, other entries kept, and
     every entry's tolerances re-derived from the spread pooled over all of them (`pool_tolerances`)."""
-    base = {"profile": "smoke", "precisions": {}} if base is None else dict(base)
-    base["precisions"] = {**base.get("precisions", {}), precision: entry}
+    base = {"profile": "smoke", "precisions": {}} if base is None else copy.deepcopy(base)
+    base["precisions"] = {**base.get("precisions", {}), precision: copy.deepcopy(entry)}
     return pool_tolerances(base)
 
 
 def pool_tolerances(base: dict) -> dict:
-    """`base` with each stat's tolerance derived from the seed spread pooled over its precisions.
+    """`base`, changed in place: each stat's tolerance derived from the seed spread pooled over its precisions.
 
     Three seeds estimate a stat's spread poorly (fp32 AP75 at 256x192 spanned 0.005 over seeds 0-2, bf16 0.013),
     and a CPU of another kind (other kernels, so no exact-seed check) lands like another seed: measured, an fp32
@@ -125,10 +127,8 @@ def pool_tolerances(base: dict) -> dict:
             dof = sum(len(v) - 1 for v in values)
             pooled = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in values) / dof) if dof else 0.0
             for entry, s in zip(entries.values(), stats):
-                rule = entry["rule"]
                 s["pooled_std"] = pooled
-                s["tolerance"] = 0.0 if metric in COUNT_KEYS else max(rule["k_std"] * pooled, s["range"],
-                                                                        rule["floor"])
+                s["tolerance"] = tolerance(pooled, s["range"], entry["rule"], metric in COUNT_KEYS)
     return base
 
 
