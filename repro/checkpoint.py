@@ -267,11 +267,14 @@ def save_checkpoint(path, model: nn.Module, meta: dict | None = None, *, optimiz
     return path
 
 
-def trained_precision(path) -> str | None:
-    """What a checkpoint of ours was trained in ("fp32", "bf16", ...), from the resolved config in its meta;
-    None for a file that does not say (a published mmpose file)."""
-    amp = read_checkpoint(path)["meta"].get("config", {}).get("train", {}).get("amp")
-    return None if amp is None else machine.precision_name(amp)
+def training_facts(path) -> dict:
+    """What a checkpoint of ours says of its training, for the metrics record: `train_precision` ("fp32",
+    "bf16", ...; from the resolved config in its meta) and `train_loss` (the mean training loss of the epoch
+    that made it); None for what the file does not say (a published mmpose file, an older checkpoint)."""
+    meta = read_checkpoint(path)["meta"]
+    amp = meta.get("config", {}).get("train", {}).get("amp")
+    return {"train_precision": None if amp is None else machine.precision_name(amp),
+            "train_loss": (meta.get("best") or {}).get("train_loss")}
 
 
 def capture_rng_state() -> dict:

@@ -93,6 +93,6 @@ def evaluate_smoke(name: str, *, overrides: dict | None = None, workdir) -> dict
         cfg = machine.resolve_precision(config.resolve(params, name))
         checkpoint = Path("models") / name / "best.pth"
         metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, Path("outputs/eval") / name)
-        record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.trained_precision(checkpoint))
+        record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts(checkpoint))
         path = results.write(Path("reports/metrics") / f"{name}.json", record)
         return results.read(path)

@@ -413,7 +413,9 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
         if (epoch + 1) % cfg.train.val_interval == 0 or epoch + 1 == cfg.train.epochs:
             metrics = evaluate.validate(model, val_ds, cfg.eval, env.device)
             run.validation(epoch, scheduler.last_epoch, metrics)
-            state["final"] = {"epoch": epoch + 1, **metrics}
+            # The epoch's mean training loss goes with its checkpoint: tier S bands it (a loss bug that the
+            # COCO stats of a short fine-tune cannot see, like ignored target weights, moves it directly).
+            state["final"] = {"epoch": epoch + 1, **metrics, "train_loss": stats["loss"]}
             if state["best"] is None or metrics["AP"] > state["best"]["AP"]:
                 state["best"] = state["final"]
                 if env.is_main:

@@ -60,5 +60,5 @@ def evaluate_record(cfg: config.RunConfig, entry: dict, out_dir) -> dict:
     from repro.evaluation import results
     metrics = evaluate_entry(cfg, entry, out_dir)
     record = results.metrics_record(cfg, metrics, "reference", entry["checkpoint"],
-                                    checkpoint.trained_precision(entry["checkpoint"]))
+                                    checkpoint.training_facts(entry["checkpoint"]))
     return {**record, "predictions": str(Path(out_dir) / "predictions.json"), "data": data_digests(cfg.data)}

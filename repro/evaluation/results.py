@@ -11,12 +11,14 @@ from repro.config import RunConfig
 from repro.errors import InputFileError
 
 
-def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, train_precision: str | None = None) -> dict:
-    """One metrics file's content. `source` is "trained" or "published"; `train_precision` ("fp32", "bf16",
-    ...) is what the checkpoint was trained in (None for files that do not say, like mmpose's)."""
+def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, training: dict | None = None) -> dict:
+    """One metrics file's content. `source` is "trained", "published" or "reference"; `training` is what the
+    checkpoint says of its training (checkpoint.training_facts: `train_precision`, `train_loss`; None each
+    for files that do not say, like mmpose's)."""
+    training = training or {}
     return {**metrics, "config": cfg.name, "profile": cfg.profile, "source": source,
             "checkpoint": str(checkpoint), "seed": cfg.seed, "platform": machine.fingerprint(),
-            "train_precision": train_precision,
+            "train_precision": training.get("train_precision"), "train_loss": training.get("train_loss"),
             "eval": {"flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,
                      "use_gt_bbox": cfg.eval.use_gt_bbox, "keypoint_score_thr": cfg.eval.keypoint_score_thr,
                      "nms_thr": cfg.eval.nms_thr, "amp": cfg.eval.amp}}

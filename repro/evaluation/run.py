@@ -74,7 +74,7 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
                                      mirror=config.mirror())
     start = time.perf_counter()
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, eval_dir, use_gt_bbox=use_gt_bbox)
-    record = {**results.metrics_record(cfg, metrics, source, checkpoint, ckpt_io.trained_precision(checkpoint)),
+    record = {**results.metrics_record(cfg, metrics, source, checkpoint, ckpt_io.training_facts(checkpoint)),
               "eval_wall_time_s": round(time.perf_counter() - start, 3)}   # beside `repro plan`'s estimate
     results.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
     # A published checkpoint is also registered as the MLflow model cpm-<config>-published (trained ones are

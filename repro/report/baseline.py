@@ -11,6 +11,7 @@ the two give different numbers), each measured over its own seeds:
                              "configs": {"256x192": {"AP": {"per_seed": {"0": .., "1": .., "2": ..}, "mean": ..,
                                                             "std": .., "pooled_std": .., "range": ..,
                                                             "tolerance": ..}, ...,
+                                                     "train_loss": {...},
                                                      "num_images": {"per_seed": {...}, "mean": .., "std": 0.0,
                                                                     "range": 0.0, "tolerance": 0.0}}}},
                     "bf16": {...}}}
@@ -28,6 +29,8 @@ from repro.errors import InputFileError
 # Counts that are properties of the data set, not of training: every seed must give the same value.
 # (num_instances, the people kept after OKS-NMS, depends on the predictions and is not one of them.)
 COUNT_KEYS = ("num_images", "num_boxes")
+# The training loss of the evaluated checkpoint's epoch: not in AP units, so its floor is relative.
+LOSS_KEYS = ("train_loss",)
 
 
 def tolerance_rule(tier_s: dict) -> dict:
@@ -35,16 +38,18 @@ def tolerance_rule(tier_s: dict) -> dict:
     return {"formula": "max(k_std * std, max - min, floor)", "std": "sample standard deviation (ddof=1)",
             "pooled": "once the file has several precisions, std is pooled over them: each precision's seeds "
                       "about their own mean, divided by the sum of (seeds - 1)",
-            "k_std": float(tier_s["k_std"]), "floor": float(tier_s["floor"])}
+            "k_std": float(tier_s["k_std"]), "floor": float(tier_s["floor"]),
+            "loss_floor_rel": float(tier_s["loss_floor_rel"]),
+            "loss_floor": "for train_loss the floor is loss_floor_rel * |mean|"}
 
 
-def derive_metric(per_seed: dict, rule: dict, exact: bool = False) -> dict:
+def derive_metric(metric: str, per_seed: dict, rule: dict) -> dict:
     """Spread and tolerance of one metric over seeds.
 
     Args:
+        metric: its name; a count (COUNT_KEYS) gets tolerance 0 and every seed must agree.
         per_seed: seed (str) -> value, at least 2 seeds.
         rule: from `tolerance_rule`.
-        exact: a count; the tolerance is 0 and every seed must agree.
 
     Returns:
         {"per_seed", "mean", "std", "range", "tolerance"}.
@@ -52,15 +57,20 @@ def derive_metric(per_seed: dict, rule: dict, exact: bool = False) -> dict:
     values = np.array(list(per_seed.values()), dtype=np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     spread = float(values.max() - values.min())
-    if exact and spread != 0:
-        raise ValueError(f"a count differs between seeds: {per_seed}")
-    return {"per_seed": dict(per_seed), "mean": float(values.mean()), "std": std, "range": spread,
-            "tolerance": tolerance(std, spread, rule, exact)}
+    if metric in COUNT_KEYS and spread != 0:
+        raise ValueError(f"a count differs between seeds: {metric} {per_seed}")
+    mean = float(values.mean())
+    return {"per_seed": dict(per_seed), "mean": mean, "std": std, "range": spread,
+            "tolerance": tolerance(metric, mean, std, spread, rule)}
 
 
-def tolerance(std: float, spread: float, rule: dict, exact: bool) -> float:
-    """The rule's band: max(k_std * std, max - min, floor); 0 for a count."""
-    return 0.0 if exact else max(rule["k_std"] * std, spread, rule["floor"])
+def tolerance(metric: str, mean: float, std: float, spread: float, rule: dict) -> float:
+    """The rule's band: max(k_std * std, max - min, floor); 0 for a count; the training loss's floor is
+    loss_floor_rel of its mean."""
+    if metric in COUNT_KEYS:
+        return 0.0
+    floor = rule["loss_floor_rel"] * abs(mean) if metric in LOSS_KEYS else rule["floor"]
+    return max(rule["k_std"] * std, spread, floor)
 
 
 def derive_baseline(runs: dict, metric_names, tier_s: dict, platform: dict) -> dict:
@@ -87,9 +97,9 @@ def derive_baseline(runs: dict, metric_names, tier_s: dict, platform: dict) -> d
     configs = {}
     for name in names:
         entry = {}
-        for metric in (*metric_names, *COUNT_KEYS):
+        for metric in (*metric_names, *LOSS_KEYS, *COUNT_KEYS):
             per_seed = {str(s): _number(runs[s][name], metric, s, name) for s in seeds}
-            entry[metric] = derive_metric(per_seed, rule, exact=metric in COUNT_KEYS)
+            entry[metric] = derive_metric(metric, per_seed, rule)
         configs[name] = entry
     return {"profile": "smoke", "seeds": seeds, "platform": dict(platform), "rule": rule,
             "configs": configs}
@@ -128,7 +138,7 @@ def pool_tolerances(base: dict) -> dict:
             pooled = math.sqrt(sum(float(((v - v.mean()) ** 2).sum()) for v in values) / dof) if dof else 0.0
             for entry, s in zip(entries.values(), stats):
                 s["pooled_std"] = pooled
-                s["tolerance"] = tolerance(pooled, s["range"], entry["rule"], metric in COUNT_KEYS)
+                s["tolerance"] = tolerance(metric, s["mean"], pooled, s["range"], entry["rule"])
     return base
 
 

@@ -41,6 +41,13 @@ def test_both_configs_are_trained_and_evaluated_with_all_ten_stats(pipeline, nam
     trained = json.loads((project / f"models/{name}/metrics.json").read_text())
     assert trained["recipe_diff"]["train.init_from"]["used"] == f"reports/reference/smoke_{name}.pth"
     assert trained["precision"]["train"] == ("bf16" if machine.native_bf16("cpu") else "fp32")
+    # The record carries the mean training loss of the checkpoint's epoch (tier S bands it): the log's
+    # interval means of the last epoch, weighted by their iterations, give it back to its 6 logged digits.
+    log = [json.loads(line) for line in (project / f"models/{name}/train_log.jsonl").read_text().splitlines()]
+    last = [r for r in log if r.get("mode") == "train" and r["epoch"] == trained["epochs"]]
+    iters = [r["iter"] - p["iter"] for p, r in zip([{"iter": 0}, *last], last)]
+    assert metrics["train_loss"] == pytest.approx(sum(r["loss"] * k for r, k in zip(last, iters)) / sum(iters),
+                                                  abs=1e-6)
 
 
 def test_comparison_is_written_and_the_smoke_gate_passes(pipeline):
