@@ -257,7 +257,7 @@ def tier_s_rows(name: str, record: dict, base: dict, tol: dict, platform: dict) 
     entry, rows = base["configs"][name], []
     for metric, stats in entry.items():
         got, want, bound = metric_value(record, metric), stats["mean"], stats["tolerance"]
-        rule = "exact" if bound == 0 else f"±{bound:.4f}"
+        rule = "exact" if bound == 0 else f"±{_fmt(float(bound), metric)}"
         if got is None:
             rows.append(Row("S", name, metric, want, None, rule, "fail", missing_note(record, metric)))
             continue
@@ -370,15 +370,17 @@ def failures(results, required, strict: bool, suspect_fails: bool = False) -> li
 COLUMNS = ("tier", "config", "metric", "expected", "measured", "delta", "tolerance", "verdict", "note")
 
 
-def _fmt(value) -> str:
+def _fmt(value, metric: str = "", sign: str = "") -> str:
+    """A number as the tables show it: 4 decimals (COCO stats), 6 for the training loss (about 0.01)."""
     if value is None:
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    digits = 6 if metric in baseline.LOSS_KEYS else 4
+    return f"{value:{sign}.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def row_cells(row: Row) -> list:
-    delta = "-" if row.delta is None else f"{row.delta:+.4f}"
-    return [row.tier, row.config, row.metric, _fmt(row.expected), _fmt(row.measured), delta,
+    delta = _fmt(row.delta, row.metric, "+")
+    return [row.tier, row.config, row.metric, _fmt(row.expected, row.metric), _fmt(row.measured, row.metric), delta,
             row.tolerance, row.verdict, row.note]
 
 
@@ -487,8 +489,8 @@ def drift_rows(inputs: GateInputs, names=None) -> list:
             change = None if new is None else new - stats["mean"]
             ok = change is not None and abs(change) <= stats["tolerance"] + EPS
             missing = "not smoke" if record.get("profile") not in (None, "smoke") else "missing"
-            rows.append([str(path), metric, f"{stats['mean']:.4f}", _fmt(new),
-                         "-" if change is None else f"{change:+.4f}", f"{stats['tolerance']:.4f}",
+            rows.append([str(path), metric, _fmt(float(stats["mean"]), metric), _fmt(new, metric),
+                         _fmt(change, metric, "+"), _fmt(float(stats["tolerance"]), metric),
                          "ok" if ok else (missing if new is None else "DRIFT")])
     return rows
 
