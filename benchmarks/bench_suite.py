@@ -60,26 +60,28 @@ def wrap(cmd: list, variant: str, cpuinfo: Path | None) -> list:
     return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', str(cpuinfo), *cmd]
 
 
-def outcomes(junit: Path) -> tuple[dict, list]:
-    """({outcome: count}, [(seconds, test id)] slowest first) from pytest's junit XML."""
-    counts, times = {"passed": 0, "failed": 0, "error": 0, "skipped": 0, "xfailed": 0}, []
+def outcomes(junit: Path) -> tuple[dict, list, list]:
+    """({outcome: count}, [(seconds, test id)] slowest first, [(outcome, test id, message)] of every test that
+    did not pass) from pytest's junit XML."""
+    counts, times, others = {"passed": 0, "failed": 0, "error": 0, "skipped": 0, "xfailed": 0}, [], []
     for case in ET.parse(junit).getroot().iter("testcase"):
-        kinds = {child.tag for child in case}
-        skipped = case.find("skipped")
-        if "failure" in kinds:
-            counts["failed"] += 1
-        elif "error" in kinds:
-            counts["error"] += 1
-        elif skipped is not None:
-            counts["xfailed" if skipped.get("type") == "pytest.xfail" else "skipped"] += 1
-        else:
+        test = f"{case.get('classname')}::{case.get('name')}"
+        times.append((round(float(case.get("time", 0)), 1), test))
+        child = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
+        if child is None:
             counts["passed"] += 1
-        times.append((round(float(case.get("time", 0)), 1), f"{case.get('classname')}::{case.get('name')}"))
-    return counts, sorted(times, reverse=True)
+            continue
+        outcome = {"failure": "failed", "error": "error"}.get(child.tag) or (
+            "xfailed" if child.get("type") == "pytest.xfail" else "skipped")
+        counts[outcome] += 1
+        others.append((outcome, test, (child.get("message") or "")[:300]))
+    return counts, sorted(times, reverse=True), others
 
 
 def run_variant(variant: str, scratch: Path) -> dict:
-    project = fresh_copy(scratch / variant)
+    project = fresh_copy(scratch / variant / "repo")
+    if (REPO.parent / "shared").is_dir():   # beside the copy, as beside a CI clone: the COCO sample's tests
+        (scratch / variant / "shared").symlink_to(REPO.parent / "shared")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
     env.update(CI="true", DVC_NO_ANALYTICS="1", **(AVX2_ENV if variant == "avx2-only" else {}))
     cpuinfo = avx2_cpuinfo(scratch / "cpuinfo") if variant == "avx2-only" else None
@@ -93,12 +95,12 @@ def run_variant(variant: str, scratch: Path) -> dict:
     done = subprocess.run(wrap(["scripts/test.sh", f"--junitxml={junit}", "-q"], variant, cpuinfo), cwd=project,
                           env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
-    counts, slowest = outcomes(junit)
+    counts, slowest, others = outcomes(junit)
     return {"variant": variant, "env": AVX2_ENV if variant == "avx2-only" else {},
             "native_bf16, cpu_isa": probe.stdout.split(), "step_s": round(float(step.stdout.split()[-1]), 3),
             "suite_s": round(seconds, 1), "exit_code": done.returncode, "outcomes": counts,
             "summary": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:],
-            "slowest": slowest[:15]}
+            "slowest": slowest[:15], "not_passed": others}
 
 
 def markdown(result: dict) -> str:
@@ -114,6 +116,9 @@ def markdown(result: dict) -> str:
         lines += ["", f"Slowest tests, variant {r['variant']} (setup + call + teardown):", "",
                   "| s | test |", "|---|---|"]
         lines += [f"| {s} | `{name}` |" for s, name in r["slowest"]]
+        if r["not_passed"]:
+            lines += ["", f"Not passed, variant {r['variant']}:", ""]
+            lines += [f"- {outcome} `{name}`: {message}" for outcome, name, message in r["not_passed"]]
     lines += ["", f"Machine: {result['machine']['cpu_model']}, bf16 {result['machine']['bf16']}, "
               f"torch {result['machine']['torch']}, {result['date']}.", "", "Written by benchmarks/bench_suite.py."]
     return "\n".join(lines) + "\n"

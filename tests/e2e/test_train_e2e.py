@@ -31,12 +31,12 @@ def val_ap(out) -> list:
         return [float(r["AP"]) for r in csv.DictReader(f)]
 
 
-def epoch_losses(out) -> list:
-    """Mean logged training loss of each epoch (intervals weighted equally)."""
+def epoch_losses(out, key: str = "loss") -> list:
+    """Mean logged training loss (or `key`, e.g. acc_pose) of each epoch (intervals weighted equally)."""
     by_epoch = {}
     for r in train_log(out):
         if r.get("mode") == "train":
-            by_epoch.setdefault(r["epoch"], []).append(r["loss"])
+            by_epoch.setdefault(r["epoch"], []).append(r[key])
     return [sum(v) / len(v) for _, v in sorted(by_epoch.items())]
 
 
@@ -45,16 +45,19 @@ def weights(path) -> dict:
 
 
 def assert_learned(out):
-    losses, ap = epoch_losses(out), val_ap(out)
-    assert len(losses) == 6 and len(ap) == 2, (losses, ap)
+    """From scratch (TINY, measured values there): the loss falls, the training PCK accuracy at least doubles,
+    val AP rises."""
+    losses, accuracy, ap = epoch_losses(out), epoch_losses(out, "acc_pose"), val_ap(out)
+    assert len(losses) == 4 and len(ap) == 2, (losses, ap)
     assert losses[-1] < 0.85 * losses[0], f"loss did not fall: {losses}"
-    assert ap[-1] > ap[0] and ap[-1] >= 0.01, f"val AP did not rise: {ap}"
+    assert accuracy[-1] > 2 * accuracy[0], f"training accuracy did not rise: {accuracy}"
+    assert ap[-1] > ap[0], f"val AP did not rise: {ap}"
 
 
 def test_one_process_training_lowers_the_loss_and_raises_val_ap(tiny_run):
     assert_learned(tiny_run)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["world_size"] == 1 and metrics["epochs"] == 6
+    assert metrics["world_size"] == 1 and metrics["epochs"] == 4
     assert metrics["recipe"] == "open" and "world_size" in metrics["recipe_diff"]
 
 
