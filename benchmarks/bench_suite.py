@@ -80,6 +80,9 @@ def outcomes(junit: Path) -> tuple[dict, list, list]:
 
 def run_variant(variant: str, scratch: Path) -> dict:
     project = fresh_copy(scratch / variant / "repo")
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)   # committed, as a clone is
+    subprocess.run([*git, "commit", "-qm", "bench_suite copy"], cwd=project, check=True)
     if (REPO.parent / "shared").is_dir():   # beside the copy, as beside a CI clone: the COCO sample's tests
         (scratch / variant / "shared").symlink_to(REPO.parent / "shared")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
