@@ -209,6 +209,17 @@ def test_saved_file_has_the_published_layout_and_loads_weights_only(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["ours.pth"]
 
 
+def test_training_facts_give_the_precision_and_the_loss_of_the_checkpoints_epoch(tmp_path):
+    """What the metrics record (and so tier S) takes from a checkpoint: its training precision and the mean
+    training loss of the epoch that made it; None for what a file does not say (mmpose's published files)."""
+    model = build_cpm(NARROW)
+    ours = save_checkpoint(tmp_path / "best.pth", model, meta={"config": {"train": {"amp": "none"}},
+                                                               "best": {"epoch": 2, "AP": 0.55, "train_loss": 0.0113}})
+    assert checkpoint.training_facts(ours) == {"train_precision": "fp32", "train_loss": 0.0113}
+    published = _publish(tmp_path / "published.pth", model)
+    assert checkpoint.training_facts(published) == {"train_precision": None, "train_loss": None}
+
+
 def test_save_unwraps_data_parallel(tmp_path):
     model = build_cpm(NARROW)
     path = save_checkpoint(tmp_path / "dp.pth", nn.DataParallel(model))
