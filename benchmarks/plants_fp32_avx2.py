@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_pipeline import AVX2_ENV  # noqa: E402
 
 
 def measure(out: Path) -> None:
