@@ -15,25 +15,23 @@ from repro import config, pipeline
 from repro.data import synthetic
 from tests.conftest import REPO
 
-# A short run that still learns: the smoke data and model from scratch (the smoke profile itself fine-tunes
-# the reference checkpoint), 4 epochs of 52 iterations, validated twice. Measured (bf16, seed 0): the epoch
-# loss falls from 0.0292 to 0.0227, the training PCK accuracy from 0.051 to 0.202, val AP from 0.0002 (epoch 2)
-# to 0.0064 (epoch 4). (6 epochs reach a few hundredths of AP, but cost half as much again on an AVX2 CPU.)
-TINY = {
+# A short run from scratch (the smoke profile itself fine-tunes the reference checkpoint): the smoke model on 96
+# training and 20 val images, 3 epochs of a dozen iterations, validated once at the end. It is what one process
+# (and two torchrun processes, and a killed and resumed process) trains, and what the MLflow record is read from.
+# Learning at this length is the loss and the training PCK accuracy, not val AP: measured (seed 0) the epoch loss
+# falls from 0.0300 to 0.0280 (bf16) and 0.0298 to 0.0279 (fp32), the accuracy rises from 0.015 to 0.030 (bf16)
+# and 0.009 to 0.033 (fp32). Whether training reaches the accuracy it should is tier S's question, on the
+# pipeline's fine-tune (tests/gates).
+SHORT = {
     "profiles.smoke.train.init_from": None,
-    "profiles.smoke.train.warmup_iters": 50,
-    "profiles.smoke.synthetic.val_images": 50,
-    "profiles.smoke.train.epochs": 4,
-    "profiles.smoke.train.milestones": [3, 4],
-    "profiles.smoke.train.val_interval": 2,
-    "profiles.smoke.train.log_interval": 13,
+    "profiles.smoke.synthetic.train_images": 96,
+    "profiles.smoke.synthetic.val_images": 20,
+    "profiles.smoke.train.warmup_iters": 10,
+    "profiles.smoke.train.epochs": 3,
+    "profiles.smoke.train.milestones": [2, 3],
+    "profiles.smoke.train.val_interval": 3,
+    "profiles.smoke.train.log_interval": 4,
 }
-# Shorter still, for what does not need learning to show (two torchrun processes, kill and resume): 96 training
-# images and 20 val images, 3 epochs of about a dozen iterations, one validation at the end.
-SHORT = {**TINY, "profiles.smoke.synthetic.train_images": 96, "profiles.smoke.synthetic.val_images": 20,
-         "profiles.smoke.train.warmup_iters": 10, "profiles.smoke.train.epochs": 3,
-         "profiles.smoke.train.milestones": [2, 3], "profiles.smoke.train.val_interval": 3,
-         "profiles.smoke.train.log_interval": 4}
 
 
 def repro_env(workdir: Path, **extra) -> dict:
@@ -66,19 +64,7 @@ def make_project(workdir: Path, overrides: dict) -> Path:
     return workdir
 
 
-@pytest.fixture(scope="session")
-def tiny_project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("tiny"), TINY)
-
-
 TRAIN = ["train", "--config", "256x192"]
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_project) -> Path:
-    """One uninterrupted single-process `repro train`, recorded in tiny_project/mlflow.db: its out dir."""
-    run(repro_cmd(*TRAIN, "--out", "models/one"), tiny_project)
-    return tiny_project / "models/one"
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +74,7 @@ def short_project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def short_run(short_project) -> Path:
-    """One uninterrupted single-process `repro train` of SHORT: its out dir."""
-    run(repro_cmd(*TRAIN, "--out", "models/one"), short_project)
+    """One uninterrupted single-process `repro train` of SHORT, recorded in short_project/mlflow.db: its out dir.
+    MLflow samples system metrics every second (its own setting; 10 s by default), as the run may be shorter."""
+    run(repro_cmd(*TRAIN, "--out", "models/one"), short_project, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
     return short_project / "models/one"

@@ -1,6 +1,6 @@
-"""Training end to end with the real CLI: one process learns (TINY), two torchrun processes (gloo on 127.0.0.1)
-train one model, and a run killed with SIGKILL then resumed ends with the same weights as the uninterrupted run
-(both on SHORT, the same data and model on a shorter schedule).
+"""Training end to end with the real CLI, on SHORT (tests/e2e/conftest.py): one process learns from scratch, two
+torchrun processes (gloo on 127.0.0.1) train one model, and a run killed with SIGKILL then resumed ends with the
+same weights as the uninterrupted run.
 
     scripts/test.sh -m slow tests/e2e/test_train_e2e.py
 """
@@ -44,20 +44,15 @@ def weights(path) -> dict:
     return checkpoint.read_checkpoint(path)["state_dict"]
 
 
-def assert_learned(out):
-    """From scratch (TINY, measured values there): the loss falls, the training PCK accuracy at least doubles,
-    val AP rises."""
-    losses, accuracy, ap = epoch_losses(out), epoch_losses(out, "acc_pose"), val_ap(out)
-    assert len(losses) == 4 and len(ap) == 2, (losses, ap)
-    assert losses[-1] < 0.85 * losses[0], f"loss did not fall: {losses}"
-    assert accuracy[-1] > 2 * accuracy[0], f"training accuracy did not rise: {accuracy}"
-    assert ap[-1] > ap[0], f"val AP did not rise: {ap}"
-
-
-def test_one_process_training_lowers_the_loss_and_raises_val_ap(tiny_run):
-    assert_learned(tiny_run)
-    metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert metrics["world_size"] == 1 and metrics["epochs"] == 4
+def test_one_process_training_from_scratch_lowers_the_loss_and_raises_the_training_accuracy(short_run):
+    # Measured (SHORT's comment): the loss falls 6.5% (bf16) and 6.3% (fp32), the PCK accuracy rises x1.9 (bf16)
+    # and x3.6 (fp32). Weights that do not move leave both where they were, up to batch-to-batch noise.
+    losses, accuracy = epoch_losses(short_run), epoch_losses(short_run, "acc_pose")
+    assert len(losses) == 3, losses
+    assert losses[-1] < 0.97 * losses[0], f"loss did not fall: {losses}"
+    assert accuracy[-1] > 1.5 * accuracy[0], f"training accuracy did not rise: {accuracy}"
+    metrics = json.loads((short_run / "metrics.json").read_text())
+    assert metrics["world_size"] == 1 and metrics["epochs"] == 3 and len(val_ap(short_run)) == 1
     assert metrics["recipe"] == "open" and "world_size" in metrics["recipe_diff"]
 
 
