@@ -38,6 +38,10 @@ def test_both_configs_are_trained_and_evaluated_with_all_ten_stats(pipeline, nam
     assert (project / f"outputs/eval/{name}/predictions.json").is_file()
     history = (project / f"models/{name}/val_history.csv").read_text().splitlines()[1:]
     assert len(history) == 1, history      # validated once, after the second (last) fine-tuning epoch
+    # The evaluate stage gives the training's last validation to the last digit; `repro baseline` and the planted
+    # tests (repro.pipeline.run_smoke) take their metrics from that validation, so this is what they rely on.
+    validated = checkpoint.read_checkpoint(project / f"models/{name}/best.pth")["meta"]["best"]
+    assert {k: validated[k] for k in evaluate.STAT_NAMES} == {k: metrics[k] for k in evaluate.STAT_NAMES}
     trained = json.loads((project / f"models/{name}/metrics.json").read_text())
     assert trained["recipe_diff"]["train.init_from"]["used"] == f"reports/reference/smoke_{name}.pth"
     assert trained["precision"]["train"] == ("bf16" if machine.native_bf16("cpu") else "fp32")

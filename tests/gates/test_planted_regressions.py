@@ -61,7 +61,8 @@ def band_failures(rows) -> list:
 
 def fine_tune(workdir, data, overrides=None) -> dict:
     """The smoke pipeline's 256x192 fine-tune at the baseline's first seed on `data` (the pipeline's synthetic
-    set, copied rather than generated again), metrics as the evaluate stage writes them."""
+    set, copied rather than generated again), metrics as the evaluate stage would write them (the training's
+    last validation, which the smoke e2e test shows the evaluate stage gives to the last digit)."""
     shutil.copytree(data, workdir / "data" / data.name)
     return pipeline.run_smoke(0, workdir=workdir, names=[NAME], overrides=overrides)[NAME]
 
