@@ -34,7 +34,9 @@ from bench_pipeline import AVX2_ENV, REFERENCE_AVX2_STEP_S, STEP_SNIPPET, fresh_
 
 from repro import atomic, machine  # noqa: E402
 
-BUDGET_S = 35 * 60   # issue 10: `.ci/run` on 2 cores, either CPU kind
+# On 2 cores, either CPU kind: `.ci/run` (.venv build + suite) within 35 min (issue 10), the suite within 30
+# (DEVELOPERS.md).
+BUDGETS_S = {".ci/run": 35 * 60, "suite": 30 * 60}
 # `.ci/run` on a clean clone builds .venv first: 78 s here (2026-11-29, 904 s in all, 826 s of pytest).
 VENV_BUILD_S = 78
 # Shown through a bind mount in the avx2-only variant: the flags that make a CPU bf16-native or AVX-512.
@@ -113,7 +115,8 @@ def markdown(result: dict) -> str:
     for r in result["variants"]:
         lines.append(f"| {r['variant']} | {' '.join(r['native_bf16, cpu_isa'])} | {r['step_s']} | {r['suite_s']} | "
                      f"{r['exit_code']} | {r['outcomes']} |")
-    lines += ["", f"Budget: {result['budget_s']} s. Estimates:"]
+    budgets = ", ".join(f"{name} {seconds} s" for name, seconds in result["budgets_s"].items())
+    lines += ["", f"Budgets: {budgets}. Estimates:"]
     lines += [f"- {key}: {value}" for key, value in result["estimates"].items()]
     for r in result["variants"]:
         lines += ["", f"Slowest tests, variant {r['variant']} (setup + call + teardown):", "",
@@ -142,12 +145,13 @@ def main(argv=None) -> None:
         if r["variant"] == "avx2-only":
             scale = REFERENCE_AVX2_STEP_S / r["step_s"]
             estimates["scale (reference AVX2 step / avx2-only step here)"] = round(scale, 2)
-            estimates["2-core EPYC without AVX-512, upper bound s (suite scaled + .venv build)"] = round(
-                r["suite_s"] * scale + VENV_BUILD_S * scale, 1)
+            estimates["2-core EPYC without AVX-512, suite, upper bound s (scaled)"] = round(r["suite_s"] * scale, 1)
+            estimates["2-core EPYC without AVX-512, .ci/run, upper bound s (suite + .venv build, scaled)"] = round(
+                (r["suite_s"] + VENV_BUILD_S) * scale, 1)
         estimates[f"{r['variant']} here, with the .venv build s"] = round(r["suite_s"] + VENV_BUILD_S, 1)
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine.fingerprint(), "variants": variants, "estimates": estimates,
-              "budget_s": BUDGET_S, "venv_build_s": VENV_BUILD_S, "reference_avx2_step_s": REFERENCE_AVX2_STEP_S}
+              "budgets_s": BUDGETS_S, "venv_build_s": VENV_BUILD_S, "reference_avx2_step_s": REFERENCE_AVX2_STEP_S}
     atomic.write_json(f"{args.out}.json", result)
     atomic.write_text(f"{args.out}.md", markdown(result))
     print(markdown(result))
