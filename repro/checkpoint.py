@@ -271,7 +271,11 @@ def training_facts(path) -> dict:
     """What a checkpoint of ours says of its training, for the metrics record: `train_precision` ("fp32",
     "bf16", ...; from the resolved config in its meta) and `train_loss` (the mean training loss of the epoch
     that made it); None for what the file does not say (a published mmpose file, an older checkpoint)."""
-    meta = read_checkpoint(path)["meta"]
+    return training_facts_of(read_checkpoint(path)["meta"])
+
+
+def training_facts_of(meta: dict) -> dict:
+    """`training_facts` from a checkpoint's meta already read."""
     amp = meta.get("config", {}).get("train", {}).get("amp")
     return {"train_precision": None if amp is None else machine.precision_name(amp),
             "train_loss": (meta.get("best") or {}).get("train_loss")}

@@ -1,8 +1,8 @@
 """The smoke pipeline as functions, for the baseline refresh and the planted-regression tests.
 
-`dvc repro` is the front door; this runs the same steps (data -> train -> evaluate) in a scratch
-directory with params overridden by dotted key, as `dvc exp run -S key=value` would, without touching the
-repo's data/, models/ or reports/.
+`dvc repro` is the front door; this runs the same steps (data -> train, whose last validation gives the
+evaluate stage's numbers) in a scratch directory with params overridden by dotted key, as `dvc exp run -S
+key=value` would, without touching the repo's data/, models/ or reports/.
 
     from repro import pipeline
     metrics = pipeline.run_smoke(seed=1, workdir="/tmp/smoke1")     # {"256x192": {...}, "384x288": {...}}
@@ -94,7 +94,7 @@ def run_smoke(seed: int, *, overrides: dict | None = None, workdir, names=None) 
 
 def _validation_record(cfg, checkpoint: Path) -> dict:
     """The metrics record of `checkpoint` from the validation stored with it, written to reports/metrics."""
-    validated = ckpt_io.read_checkpoint(checkpoint)["meta"]["best"]
-    metrics = {k: v for k, v in validated.items() if k not in ("epoch", "train_loss")}
-    record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts(checkpoint))
+    meta = ckpt_io.read_checkpoint(checkpoint)["meta"]
+    metrics = {k: v for k, v in meta["best"].items() if k not in ("epoch", "train_loss")}
+    record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts_of(meta))
     return results.read(results.write(Path("reports/metrics") / f"{cfg.name}.json", record))
