@@ -18,10 +18,10 @@ from tests.conftest import REPO
 # A short run from scratch (the smoke profile itself fine-tunes the reference checkpoint): the smoke model on 96
 # training and 20 val images, 3 epochs of a dozen iterations, validated once at the end. It is what one process
 # (and two torchrun processes, and a killed and resumed process) trains, and what the MLflow record is read from.
-# Learning at this length is the loss and the training PCK accuracy, not val AP: measured (seed 0) the epoch loss
-# falls from 0.0300 to 0.0280 (bf16) and 0.0298 to 0.0279 (fp32), the accuracy rises from 0.015 to 0.030 (bf16)
-# and 0.009 to 0.033 (fp32). Whether training reaches the accuracy it should is tier S's question, on the
-# pipeline's fine-tune (tests/gates).
+# Learning at this length is the loss and the training PCK accuracy, not val AP: measured (seed 0,
+# benchmarks/short_run_learning.py) the epoch loss falls from 0.0300 to 0.0280 (bf16) and 0.0298 to 0.0279
+# (fp32), the accuracy rises from 0.015 to 0.030 (bf16) and 0.009 to 0.033 (fp32). Whether training reaches the
+# accuracy it should is tier S's question, on the pipeline's fine-tune (tests/gates).
 SHORT = {
     "profiles.smoke.train.init_from": None,
     "profiles.smoke.synthetic.train_images": 96,
