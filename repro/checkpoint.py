@@ -275,10 +275,12 @@ def training_facts(path) -> dict:
 
 
 def training_facts_of(meta: dict) -> dict:
-    """`training_facts` from a checkpoint's meta already read."""
-    amp = meta.get("config", {}).get("train", {}).get("amp")
+    """`training_facts` from a checkpoint's meta already read. Ours holds the resolved config as a dict; a
+    published mmpose 0.x file holds the config's text there (spec §1.5), which says nothing we record."""
+    saved = meta.get("config") if isinstance(meta, dict) else None
+    amp = saved.get("train", {}).get("amp") if isinstance(saved, dict) else None
     return {"train_precision": None if amp is None else machine.precision_name(amp),
-            "train_loss": (meta.get("best") or {}).get("train_loss")}
+            "train_loss": ((meta.get("best") if isinstance(meta, dict) else None) or {}).get("train_loss")}
 
 
 def capture_rng_state() -> dict:

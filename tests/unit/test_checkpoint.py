@@ -34,11 +34,19 @@ def _randomize(model: nn.Module, seed: int) -> nn.Module:
     return model.eval()
 
 
-def _publish(path, model: nn.Module, meta=None, pickle_module=pickle):
-    """A file in mmpose's published layout."""
+# What mmpose 0.x's tools/train.py and mmcv's save_checkpoint put in `meta` (spec §1.5): the config as its
+# pretty text, not a dict, beside the versions, the epoch, the iteration and the time.
+PUBLISHED_META = {"mmpose_version": "0.6.0", "config": "log_level = 'INFO'\nmodel = dict(type='TopDown', ...)\n",
+                  "epoch": 210, "iter": 61320, "mmcv_version": "1.1.1", "time": "Mon Aug 17 05:20:43 2020"}
+
+
+def _publish(path, model: nn.Module, meta=None, pickle_module=pickle, optimizer=None):
+    """A file in mmpose's published layout (plus an `optimizer` entry, as an unpublished mmcv file has)."""
     state = {"backbone." + k: v for k, v in model.state_dict().items()}
-    meta = {"mmpose_version": "0.6.0", "epoch": 210, "time": "Mon Aug 17 2020"} if meta is None else meta
-    torch.save({"state_dict": state, "meta": meta}, path, pickle_module=pickle_module)
+    ckpt = {"state_dict": state, "meta": PUBLISHED_META if meta is None else meta}
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer
+    torch.save(ckpt, path, pickle_module=pickle_module)
     return path
 
 
@@ -217,7 +225,18 @@ def test_training_facts_give_the_precision_and_the_loss_of_the_checkpoints_epoch
                                                                "best": {"epoch": 2, "AP": 0.55, "train_loss": 0.0113}})
     assert checkpoint.training_facts(ours) == {"train_precision": "fp32", "train_loss": 0.0113}
     published = _publish(tmp_path / "published.pth", model)
+    assert isinstance(checkpoint.read_checkpoint(published)["meta"]["config"], str)   # the 0.x text config
     assert checkpoint.training_facts(published) == {"train_precision": None, "train_loss": None}
+
+
+def test_an_mmcv_file_with_optimizer_state_loads_its_weights(tmp_path):
+    model = build_cpm(NARROW)
+    optimizer = torch.optim.Adam(model.parameters()).state_dict()
+    path = _publish(tmp_path / "epoch_210.pth", model, optimizer=optimizer)
+    other = build_cpm(NARROW)
+    ckpt = load_checkpoint(path, other)
+    assert "optimizer" in ckpt and checkpoint.training_facts(path)["train_precision"] is None
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
 
 
 def test_save_unwraps_data_parallel(tmp_path):
