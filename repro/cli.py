@@ -1,6 +1,6 @@
 """`repro <command>`: the library's entry points, the same functions the DVC stages call.
 
-    repro data                       # synthesize (smoke) or download (full) data/<profile>
+    repro data [--part val|train]    # synthesize (smoke) or download (full) data/<profile> (default: both parts)
     repro train --config 256x192 --out models/256x192 [--profile full]   # torchrun for several GPUs
     repro evaluate --config 256x192 --checkpoint FILE [--gt-bbox] [--out-dir DIR] [--ledger-dir DIR]   # as the stage
     repro download-published --config 256x192 [--dest models/published]
@@ -27,7 +27,7 @@ def _data(args):
     from repro import config
     from repro.data import prepare
     cfg = config.load(args.params, profile=args.profile)
-    made = prepare.run_data(cfg, det_file=args.det_file)
+    made = prepare.run_data(cfg, args.part, det_file=args.det_file)
     if cfg.data.source == "synthetic":
         print(json.dumps(made, indent=2, default=str))
 
@@ -87,7 +87,10 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("data", _data, "make data/<profile>").add_argument("--det-file")
+    p = command("data", _data, "make data/<profile>")
+    p.add_argument("--det-file")
+    p.add_argument("--part", default="all", choices=("val", "train", "all"),
+                   help="val: val2017, annotations, detection boxes (what evaluation reads); train: train2017")
     p = command("evaluate", _evaluate, "evaluate a checkpoint and write its records, as the evaluate stage does",
                 config=True)
     p.add_argument("--source", default="trained", choices=("trained", "published", "reference"))

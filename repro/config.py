@@ -99,6 +99,9 @@ class TrainConfig:
     # the path is replaced by the config name, so one profile value serves both input sizes.
     init_from: str | None = None
     stop_below_published: StopBelowPublished | None = None   # None: train every epoch (published)
+    # Resuming on another number of processes changes the iterations per epoch: refused unless this is set,
+    # which re-derives the iteration from the epoch and records the change (the run is then open).
+    resume_adapt_world_size: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
         raise ConfigError(f"configs: no config {name!r} (have {sorted(params['configs'])})")
     size = dict(params["configs"][name])
     overrides = params["profiles"][profile] or {}
-    unknown = sorted(set(overrides) - {"data", "synthetic", "model", "augment", "train", "eval"})
+    unknown = sorted(set(overrides) - {"data", "model", "augment", "train", "eval"})
     if unknown:
         raise ConfigError(f"profiles.{profile}: unknown key(s) {unknown}")
     section = lambda s: _merge(params["recipe"].get(s, {}), overrides.get(s, {}))  # noqa: E731
@@ -288,11 +291,13 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     if unknown:
         raise ConfigError(f"configs.{name}: unknown key(s) {unknown}")
 
+    # The generator's settings sit in the data section, the one place the data stages read (dvc.yaml params).
+    data = dict(overrides.get("data") or {})
+    synthetic = data.pop("synthetic", {})
     cfg = RunConfig(
         name=name, profile=profile, seed=_coerce(params["seed"], int, "seed"),
-        data=build(DataConfig, {"root": f"data/{profile}", **overrides.get("data", {})},
-                   f"profiles.{profile}.data"),
-        synthetic=build(SyntheticConfig, overrides.get("synthetic", {}), f"profiles.{profile}.synthetic"),
+        data=build(DataConfig, {"root": f"data/{profile}", **data}, f"profiles.{profile}.data"),
+        synthetic=build(SyntheticConfig, synthetic, f"profiles.{profile}.data.synthetic"),
         model=build(CPMConfig, section("model"), "model"),
         codec=build(CodecConfig, codec, f"configs.{name}"),
         augment=build(AugmentConfig, section("augment"), "augment"),

@@ -351,20 +351,28 @@ def _write_split(cfg, root: Path, split: str, count: int, spec: SceneSpec):
     return per_image, len(annotations)
 
 
-def generate(cfg, root, spec: SceneSpec = SceneSpec()) -> dict:
-    """Write the synthetic data set to `root`, replacing it only once the new one is complete.
+PARTS = ("train2017", "val2017", "annotations", "person_detection_results")   # the subdirectories of root
+
+
+def generate(cfg, root, spec: SceneSpec = SceneSpec(), parts=PARTS) -> dict:
+    """Write the synthetic data set to `root`, replacing each part only once the new set is complete.
 
     Args:
         cfg: a `repro.config.SyntheticConfig` (train_images, val_images, seed).
         root: destination directory (COCO layout below it).
         spec: scene and detector knobs; the default is the smoke data set.
+        parts: which of PARTS to write (each DVC data stage owns some of them); the whole set is generated
+            either way, since the train annotations come from rendering the train images.
 
     Returns:
         Counts: images and annotated people per split, and the detection file's true, duplicate,
         false-positive and missed boxes.
     """
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"synthetic.generate: unknown part(s) {unknown}; parts are {PARTS}")
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -377,13 +385,18 @@ def generate(cfg, root, spec: SceneSpec = SceneSpec()) -> dict:
             det_stats = {k: det_stats[k] + s[k] for k in det_stats}
         (tmp / DET_FILE).parent.mkdir(parents=True)
         (tmp / DET_FILE).write_text(json.dumps(dets))
-        old = root.parent / f".{root.name}.old-{os.getpid()}"
-        if root.exists():
-            os.replace(root, old)
-        os.replace(tmp, root)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        for part in parts:
+            _replace(tmp / part, root / part)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dict(train_images=cfg.train_images, val_images=cfg.val_images, train_instances=n_train,
                 val_instances=n_val, detections=len(dets), **{f"det_{k}": v for k, v in det_stats.items()})
+
+
+def _replace(new: Path, dest: Path) -> None:
+    """Put directory `new` at `dest`, moving the old one aside first, so `dest` is never half-written."""
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)

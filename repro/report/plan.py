@@ -174,8 +174,10 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
         params_path: params.yaml.
         profile: smoke | full (default: params.yaml's).
         gpu: a device of repro/throughput.yaml instead of probing this machine.
-        steps: timed training steps per config in the probe (default: repro.engine.probe.PROBE_STEPS).
-        probe_batch: probe at this batch instead of train.batch_per_gpu (scaled linearly; for a slow CPU).
+        steps: timed training steps per config in the probe (default: params.yaml plan.probe_steps, else
+            repro.engine.probe.PROBE_STEPS).
+        probe_batch: probe at this batch instead of train.batch_per_gpu (scaled linearly; for a slow CPU;
+            default: params.yaml plan.probe_batch).
         bandwidth_mb_s: assumed download speed of COCO.
 
     Returns:
@@ -192,7 +194,9 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
         timings = {name: device_timings(table, gpu, cfg) for name, cfg in cfgs.items()}
         return build_plan(cfgs, timings, first.train.gpus, table, f"{gpu} (throughput.yaml)", bandwidth_mb_s)
     from repro.engine import launch, probe
-    steps = steps or probe.PROBE_STEPS
+    settings = params.get("plan") or {}   # params.yaml `plan`: what the DVC stage probes with
+    steps = steps or settings.get("probe_steps") or probe.PROBE_STEPS
+    probe_batch = probe_batch or settings.get("probe_batch")
     timings = {name: probe.probe(cfg, steps=steps, batch=probe_batch) for name, cfg in cfgs.items()}
     if first.data.source == "synthetic":
         timings[first.name]["synthetic_image_s"] = probe.synthetic_image_seconds(first)

@@ -24,8 +24,8 @@ from tests.conftest import REPO
 # accuracy it should is tier S's question, on the pipeline's fine-tune (tests/gates).
 SHORT = {
     "profiles.smoke.train.init_from": None,
-    "profiles.smoke.synthetic.train_images": 96,
-    "profiles.smoke.synthetic.val_images": 20,
+    "profiles.smoke.data.synthetic.train_images": 96,
+    "profiles.smoke.data.synthetic.val_images": 20,
     "profiles.smoke.train.warmup_iters": 10,
     "profiles.smoke.train.epochs": 3,
     "profiles.smoke.train.milestones": [2, 3],

@@ -14,7 +14,7 @@ from tests.e2e.conftest import SHORT, TRAIN, make_project, repro_cmd, run
 pytestmark = pytest.mark.slow
 
 # Fewer training images than SHORT (4 iterations an epoch), a validation every epoch, stop from epoch 2 on.
-STOP = {**SHORT, "profiles.smoke.synthetic.train_images": 32, "profiles.smoke.train.val_interval": 1,
+STOP = {**SHORT, "profiles.smoke.data.synthetic.train_images": 32, "profiles.smoke.train.val_interval": 1,
         "recipe.train.stop_below_published": {"margin": 0.05, "from_epoch": 2}}
 
 

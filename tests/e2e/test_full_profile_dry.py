@@ -23,7 +23,8 @@ def test_full_profile_dry_run_lists_every_stage_command(tmp_path):
     commands = re.findall(r"(?m)^> (.*)$", done.stdout)
     evaluate = "python -m stages.evaluate --config {} --source {} --metrics-dir reports/metrics --eval-dir outputs/eval"
     assert commands == [
-        "python -m stages.data",
+        "python -m stages.data --part val",
+        "python -m stages.data --part train",
         "python -m stages.plan --out-dir reports/plan",
         "python -m stages.train --config 256x192 --out models/256x192",
         "python -m stages.train --config 384x288 --out models/384x288",

@@ -26,8 +26,8 @@ EVALUATE = [sys.executable, "-m", "stages.evaluate", "--config", "256x192", "--s
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A small smoke project with an untrained checkpoint to evaluate (the numbers do not matter here)."""
-    workdir = make_project(tmp_path_factory.mktemp("faults"), {"profiles.smoke.synthetic.val_images": 20,
-                                                               "profiles.smoke.synthetic.train_images": 32})
+    workdir = make_project(tmp_path_factory.mktemp("faults"), {"profiles.smoke.data.synthetic.val_images": 20,
+                                                               "profiles.smoke.data.synthetic.train_images": 32})
     cfg = config.load(workdir / "params.yaml", "256x192")
     checkpoint.save_checkpoint(workdir / "models/untrained.pth", build_cpm(cfg.model), {"config": cfg.to_dict()})
     return workdir

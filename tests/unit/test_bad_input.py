@@ -56,7 +56,7 @@ def project(tmp_path_factory) -> Path:
     """params.yaml and 4+4 synthetic images in the COCO layout (about a second)."""
     root = tmp_path_factory.mktemp("bad_input")
     params = pipeline.override_params(config.read_params(REPO / "params.yaml"), {
-        "profiles.smoke.synthetic.train_images": 4, "profiles.smoke.synthetic.val_images": 4})
+        "profiles.smoke.data.synthetic.train_images": 4, "profiles.smoke.data.synthetic.val_images": 4})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cfg = config.load(root / "params.yaml", "256x192")
     synthetic.generate(cfg.synthetic, root / cfg.data.root)
@@ -264,7 +264,7 @@ def run_module(work: Path, *args, **env) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args,names", [
     (("stages.evaluate", "--config", "999", "--source", "trained"), ("stages.evaluate: error:", "999")),
     (("stages.train", "--config", "256x192", "--out", "m"), ("stages.train: error:", "data/smoke")),
-    (("stages.data", "--params", "missing.yaml"), ("stages.data: error:", "missing.yaml")),
+    (("stages.data", "--part", "val", "--params", "missing.yaml"), ("stages.data: error:", "missing.yaml")),
     (("stages.compare",), ("stages.compare: error:", "256x192.json", "not valid JSON")),
     (("repro.engine.train", "--config", "256x192", "--out", "m", "--set", "train.sigma=1"), ("--set",)),
 ])

@@ -57,10 +57,45 @@ def test_deps_are_the_stage_script_and_its_imports(name, stage):
 
 
 @pytest.mark.parametrize("profile", config.PROFILES)
-def test_data_stage_out_is_where_the_config_reads_data(profile):
+def test_data_stages_write_the_parts_the_config_reads(profile):
+    from repro.data import prepare
     cfg = config.load(REPO / "params.yaml", profile=profile)
-    out = next(iter(DVC["stages"]["data"]["outs"][0]))
-    assert out.replace("${profile}", profile) == cfg.data.root
+    for part, stage in (("val", "data_val"), ("train", "data_train")):
+        outs = [next(iter(o)).replace("${profile}", profile) for o in DVC["stages"][stage]["outs"]]
+        assert outs == [f"{cfg.data.root}/{d}" for d in prepare.PARTS[part]]
+        assert f"--part {part}" in DVC["stages"][stage]["cmd"]
+        # DVC would delete them before a rerun: downloads and extracted trees must survive it.
+        assert all(o[next(iter(o))] == {"cache": False, "persist": True} for o in DVC["stages"][stage]["outs"])
+
+
+def test_evaluations_do_not_depend_on_the_training_images():
+    """Tier A on real COCO must not wait for train2017's 19 GB: no evaluation stage reads it."""
+    for name in ("evaluate", "evaluate_published", "evaluate_reference"):
+        data = [d for d in DVC["stages"][name]["do"]["deps"] if d.startswith("data/")]
+        assert data == [f"data/${{profile}}/{d}" for d in ("val2017", "annotations", "person_detection_results")]
+    assert "data/${profile}/train2017" in DVC["stages"]["train"]["do"]["deps"]
+
+
+def _param_present(params: dict, dotted: str) -> bool:
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("profile", config.PROFILES)
+def test_every_stage_param_exists_in_both_profiles(profile):
+    """DVC refuses to run any stage whose listed param is missing from params.yaml ("Parameters ... are missing"):
+    each one, with ${profile} and the foreach ${key} filled in, must be there for every profile."""
+    params = config.read_params(REPO / "params.yaml")
+    for name, stage in DVC["stages"].items():
+        keys = list(params["configs"]) if "foreach" in stage else [None]
+        for key in keys:
+            for entry in stage.get("do", stage).get("params", []):
+                dotted = entry.replace("${profile}", profile).replace("${key}", str(key))
+                assert _param_present(params, dotted), f"{name}: param {dotted} is not in params.yaml"
 
 
 def test_train_and_evaluate_run_for_every_config():

@@ -16,8 +16,8 @@ def tiny_params(root) -> dict:
     """The smoke profile shrunk to seconds: 24 synthetic images, 2 epochs of batch 8."""
     params = copy.deepcopy(PARAMS)
     smoke = params["profiles"]["smoke"]
-    smoke["data"] = {"source": "synthetic", "root": str(root)}
-    smoke["synthetic"] = {"train_images": 24, "val_images": 6, "seed": 0}
+    smoke["data"] = {"source": "synthetic", "root": str(root),
+                     "synthetic": {"train_images": 24, "val_images": 6, "seed": 0}}
     smoke["train"].update(epochs=2, val_interval=2, batch_per_gpu=8, warmup_iters=5, milestones=[1],
                           log_interval=5, init_from=None)   # from scratch: no reference checkpoint in tmp_path
     return params

@@ -185,11 +185,12 @@ def test_ground_truth_as_predictions_scores_ap_one(data):
     assert ev.stats[0] == pytest.approx(1.0) and ev.stats[5] == pytest.approx(1.0)
 
 
-def test_replaces_existing_root_only_after_success(tmp_path, monkeypatch):
+def test_replaces_each_part_only_after_success(tmp_path, monkeypatch):
     root = tmp_path / "syn"
-    (root / "stale").mkdir(parents=True)
+    (root / "val2017").mkdir(parents=True)
+    (root / "val2017" / "stale.jpg").write_bytes(b"from an older data set")
     generate(SyntheticConfig(train_images=1, val_images=1, seed=0), root)
-    assert not (root / "stale").exists() and (root / "annotations").is_dir()
+    assert not (root / "val2017" / "stale.jpg").exists() and (root / "annotations").is_dir()
 
     def broken(*args):
         raise RuntimeError("disk full")
@@ -199,6 +200,19 @@ def test_replaces_existing_root_only_after_success(tmp_path, monkeypatch):
         generate(SyntheticConfig(train_images=1, val_images=2, seed=1), root)
     assert len(annotations(root)["images"]) == 1                  # the old data set survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]   # no temporary directory left
+
+
+def test_writes_only_the_parts_asked_for(tmp_path):
+    """Each DVC data stage owns some parts of data/<profile> (data_val: val2017, annotations, detections;
+    data_train: train2017), and they are the same bytes as when the whole set is written at once."""
+    cfg = SyntheticConfig(train_images=2, val_images=2, seed=0)
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    generate(cfg, whole)
+    generate(cfg, split, parts=("train2017",))
+    assert sorted(p.name for p in split.iterdir()) == ["train2017"]
+    generate(cfg, split, parts=("val2017", "annotations", "person_detection_results"))
+    files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
+    assert files(split) == files(whole)
 
 
 def test_hundred_images_in_seconds(tmp_path):
