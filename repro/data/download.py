@@ -87,7 +87,8 @@ class _Transient(DownloadError):
 def _checks(md5=None, sha256=None, sha256_prefix=None) -> list[tuple[str, str, bool]]:
     """(algorithm, expected hex, is_prefix) for each checksum given."""
     given = (("md5", md5, False), ("sha256", sha256, False), ("sha256", sha256_prefix, True))
-    return [(algo, value.lower(), is_prefix) for algo, value, is_prefix in given if value]
+    # str(): YAML reads an all-digit digest (a prefix like 12345678) as a number.
+    return [(algo, str(value).lower(), is_prefix) for algo, value, is_prefix in given if value]
 
 
 def verify(path, md5=None, sha256=None, sha256_prefix=None, label=None) -> None:
@@ -138,6 +139,8 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             log.info("%s: server sent the whole file; restarting the download", url)
         length = resp.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
+        if length is not None:
+            check_free_space(part.parent, int(length), f"downloading {part.name.removesuffix('.part')}")
         with open(part, "r+b" if start else "wb") as f, tqdm(
                 total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                 desc=part.name.removesuffix(".part"), disable=not (progress and sys.stderr.isatty())) as bar:
@@ -243,6 +246,7 @@ def download(url: str, dest, md5=None, sha256=None, sha256_prefix=None, mirror=N
         source = _mirror_source(url, dest, mirror)
     if source and source[0] == "file":
         log.info("%s: copying %s", dest.name, source[1])
+        check_free_space(dest.parent, Path(source[1]).stat().st_size, f"copying {dest.name}")
         shutil.copyfile(source[1], part)
     else:
         fetch = dict(timeout=timeout, retries=retries, backoff=backoff, sleep=sleep, progress=progress)
@@ -284,17 +288,39 @@ def _merge_into(src: Path, dst: Path) -> None:
 
 
 def extracted_marker(zip_path, target_dir) -> Path:
-    """The file whose presence says `zip_path` was fully extracted into `target_dir`."""
+    """The file whose presence says `zip_path` was fully extracted into `target_dir` (it lists every file)."""
     return Path(target_dir) / f".extracted-{Path(zip_path).name}"
+
+
+def extraction_intact(zip_path, target_dir, expected=()) -> bool:
+    """True when the marker of `zip_path` exists and every file it lists is in `target_dir` with its size.
+
+    This is the check before a finished extraction is reused (a rerun of a data stage, a resumed download):
+    a deleted or truncated file sends the zip through download and extraction again. It reads no zip, so it
+    works after the zip is deleted; 118k files of train2017 take a second or two to stat.
+    """
+    target, marker = Path(target_dir), extracted_marker(zip_path, target_dir)
+    try:
+        files = json.loads(marker.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    for name, size in files.items():
+        try:
+            if (target / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return all((target / p).exists() for p in expected)
 
 
 def safe_extract(zip_path, target_dir, expected=()) -> Path:
     """Extract a zip into `target_dir`, refusing members that would land outside it.
 
     Every member is checked before anything is written (absolute paths, `..` components and symlinks raise
-    UnsafeArchiveError naming the member). The archive is unpacked into a temporary directory beside
-    `target_dir`, checked to hold every `expected` path, moved in, and a marker file is written last, so
-    an interrupted run or a wrong zip leaves nothing in `target_dir` and a finished one is skipped next time.
+    UnsafeArchiveError naming the member), and so is the free space the members need. The archive is unpacked
+    into a temporary directory beside `target_dir`, checked to hold every `expected` path, moved in, and a
+    marker listing every file and its size is written last, so an interrupted run or a wrong zip leaves nothing
+    in `target_dir` and a finished one whose files are all in place (`extraction_intact`) is skipped next time.
 
     Args:
         zip_path: the archive.
@@ -309,15 +335,16 @@ def safe_extract(zip_path, target_dir, expected=()) -> Path:
     """
     target = Path(target_dir)
     marker = extracted_marker(zip_path, target)
-    if marker.is_file() and all((target / p).exists() for p in expected):
-        log.info("%s already extracted into %s", Path(zip_path).name, target)
+    if extraction_intact(zip_path, target, expected):
+        log.info("%s already extracted into %s (every file verified in place)", Path(zip_path).name, target)
         return target
-    marker.unlink(missing_ok=True)   # a marker without its content (an older run): extract again
+    marker.unlink(missing_ok=True)   # a marker without its content (a deleted file, an older run): extract again
     with zipfile.ZipFile(zip_path) as zf:
         members = zf.infolist()
         for info in members:
             _check_member(info, zip_path)
         target.mkdir(parents=True, exist_ok=True)
+        check_free_space(target, sum(i.file_size for i in members), f"extracting {Path(zip_path).name}")
         for stale in target.parent.glob(f".{target.name}.extract-*"):   # left by a killed extraction
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
@@ -335,23 +362,30 @@ def safe_extract(zip_path, target_dir, expected=()) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     staged = marker.with_name(marker.name + ".tmp")
-    staged.write_text(json.dumps({"zip": Path(zip_path).name, "members": len(members)}) + "\n")
+    files = {i.filename: i.file_size for i in members if not i.is_dir()}
+    staged.write_text(json.dumps({"zip": Path(zip_path).name, "members": len(members), "files": files}) + "\n")
     os.replace(staged, marker)
     return target
 
 
 # ---------------------------------------------------------------------------------------------------- COCO
 
-def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PARTS, keep_zips: bool = False,
-                 **download_kw) -> Path:
-    """Build the full-profile COCO tree <root>/{annotations,train2017,val2017,person_detection_results}.
+def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PARTS, detections: bool = True,
+                 keep_zips: bool = False, **download_kw) -> Path:
+    """Build (part of) the full-profile COCO tree <root>/{annotations,train2017,val2017,person_detection_results}.
+
+    Zips are staged in <root>/downloads (outside every DVC out, so a partial download survives a rerun) and
+    extracted into <root>. A zip whose extraction is intact (`extraction_intact`) is neither downloaded nor
+    extracted again; before each download the free space for the zip and its extraction is checked.
 
     Args:
         root: the COCO root (the full profile's cfg.data.root: data/full).
-        sources: published.yaml `sources`: {train2017|val2017|annotations: {url, md5}, detections: {...}}.
+        sources: published.yaml `sources`: {train2017|val2017|annotations: {url, md5, bytes, extracted_bytes},
+            detections: {...}}.
         mirror: see download(); default env REPRO_MIRROR.
         det_file: path or URL of COCO_val2017_detections_AP_H_56_person.json (default env REPRO_DET_FILE).
-        parts: which zips to fetch (evaluation alone needs val2017 and annotations).
+        parts: which zips to fetch (evaluation needs val2017 and annotations, training train2017 too).
+        detections: place the detection file too (evaluation on detected boxes needs it).
         keep_zips: keep the zips in <root>/downloads after extraction (default: delete them).
         **download_kw: passed to download() (retries, progress, timeout, backoff, sleep).
 
@@ -361,20 +395,53 @@ def prepare_coco(root, sources: dict, mirror=None, det_file=None, parts=COCO_PAR
     root = Path(root).expanduser()
     det_source = sources.get("detections", {})
     # The detection file cannot be downloaded for the user: find out before the 20 GB of zips.
-    det_file = find_detections(root, det_source, det_file, mirror)
+    det_file = find_detections(root, det_source, det_file, mirror) if detections else None
     for part in parts:
         src = sources[part]
         zip_path = root / "downloads" / Path(urllib.parse.urlsplit(src["url"]).path).name
         expected = COCO_EXPECTED.get(part, ())
-        if not (extracted_marker(zip_path, root).is_file() and all((root / p).exists() for p in expected)):
+        if extraction_intact(zip_path, root, expected):
+            log.info("%s: extracted and verified in %s, not downloading", zip_path.name, root)
+        else:
+            if not zip_path.is_file():   # a verified zip kept from before needs no room for itself
+                check_free_space(root, _space_needed(src, zip_path, mirror),
+                                 f"downloading and extracting {zip_path.name}")
             download(src["url"], zip_path, md5=src.get("md5"), mirror=mirror, **download_kw)
             safe_extract(zip_path, root, expected)
         if not keep_zips:
             zip_path.unlink(missing_ok=True)
     if (root / "downloads").is_dir() and not any((root / "downloads").iterdir()):
         (root / "downloads").rmdir()
-    place_detections(root, det_source, det_file=det_file, mirror=mirror, **download_kw)
+    if detections:
+        place_detections(root, det_source, det_file=det_file, mirror=mirror, **download_kw)
     return root
+
+
+GB = 1e9
+
+
+def check_free_space(path, need_bytes: int, what: str) -> None:
+    """Raise DownloadError, in one line naming `path` and the GB needed and free, when the file system
+    holding `path` has less than `need_bytes` free. Runs before the work, so a full disk is not met hours in."""
+    path = Path(path)
+    probe = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise DownloadError(f"{path}: {what} needs {need_bytes / GB:.1f} GB free, {free / GB:.1f} GB are free "
+                            f"there; free some space or point data/ at a larger disk")
+
+
+def _space_needed(src: dict, zip_path: Path, mirror) -> int:
+    """Bytes one zip still needs: what is left to download plus its extraction. Exact for a local mirror copy
+    (its size and its members' sizes); otherwise published.yaml's recorded `bytes` and `extracted_bytes`."""
+    found = _mirror_source(src["url"], zip_path, mirror)
+    if found and found[0] == "file":
+        with zipfile.ZipFile(found[1]) as zf:
+            size, extracted = Path(found[1]).stat().st_size, sum(i.file_size for i in zf.infolist())
+    else:
+        size, extracted = src.get("bytes", 0), src.get("extracted_bytes", 0)
+    part = zip_path.with_name(zip_path.name + ".part")
+    return max(0, size - (part.stat().st_size if part.is_file() else 0)) + extracted
 
 
 def find_detections(root, det_source: dict, det_file=None, mirror=None):
@@ -393,18 +460,22 @@ def find_detections(root, det_source: dict, det_file=None, mirror=None):
     dest = Path(root) / "person_detection_results" / name
     det_file = det_file or config.det_file()
     if not det_file and not dest.is_file() and (found := _mirror_source(name, dest, mirror)):
-        det_file = found[1] if found[0] == "file" else None
+        det_file = found[1]   # a copy in a mirror directory, or its URL under a mirror base URL
     if not det_file and not dest.is_file():
-        pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
-        raise DownloadError(
-            f"person-detection file {name} not found at {dest}. It is not downloadable from a fixed URL; "
-            f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
-            f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...).")
+        raise _no_detections(name, det_source, f"not found at {dest}")
     if det_file and urllib.parse.urlsplit(str(det_file)).scheme not in ("http", "https", "ftp", "file"):
         if not Path(det_file).expanduser().is_file():
             raise DownloadError(f"detection file {det_file} (det_file / {DET_FILE_ENV}) does not exist")
         check_detections(Path(det_file).expanduser(), det_source.get("num_boxes"))
     return det_file
+
+
+def _no_detections(name: str, det_source: dict, where: str) -> DownloadError:
+    pages = "\n  ".join(det_source.get("pages", [])) or "(see repro/published.yaml sources.detections)"
+    return DownloadError(
+        f"person-detection file {name} {where}. It is not downloadable from a fixed URL; "
+        f"download it from one of these pages:\n  {pages}\nthen pass its path or URL with "
+        f"{DET_FILE_ENV}=/path/to/{name} (or det_file=...), or put it in the {MIRROR_ENV} mirror.")
 
 
 def place_detections(root, det_source: dict, det_file=None, mirror=None, **download_kw) -> Path:
@@ -423,7 +494,12 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
             det_file = Path(det_file).expanduser().resolve().as_uri()
         if dest.is_file() and not sha256:
             dest.unlink()  # nothing to verify the old copy against: take the one given now
-        download(str(det_file), dest, sha256=sha256, mirror=mirror, **download_kw)
+        try:
+            download(str(det_file), dest, sha256=sha256, mirror=mirror, **download_kw)
+        except HTTPStatusError as e:
+            if e.status != 404:
+                raise
+            raise _no_detections(name, det_source, f"not found at {det_file}") from None
     else:
         _verify_or_delete(dest, name, sha256=sha256)
     try:

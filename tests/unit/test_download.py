@@ -298,9 +298,38 @@ def test_safe_extract_extracts_marks_and_skips_rerun(tmp_path):
     assert sorted(p.name for p in (out / "val2017").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
     assert dl.extracted_marker(z, out).is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # temp dir removed
-    (out / "val2017" / "1.jpg").unlink()
-    dl.safe_extract(z, out)  # marked complete: not extracted again
-    assert not (out / "val2017" / "1.jpg").exists()
+    marker = dl.extracted_marker(z, out).read_text()
+    z.unlink()
+    dl.safe_extract(z, out)  # marked complete and every file verified in place: the zip is not even read
+    assert dl.extracted_marker(z, out).read_text() == marker
+
+
+def test_an_extraction_missing_a_file_is_not_reused(tmp_path):
+    """A rerun of a data stage reuses an extraction only when every file its marker lists is there, whole."""
+    z = make_zip(tmp_path / "v.zip", {"val2017/1.jpg": b"a", "val2017/2.jpg": b"bb"})
+    out = dl.safe_extract(z, tmp_path / "out")
+    assert dl.extraction_intact(z, out)
+    (out / "val2017" / "2.jpg").write_bytes(b"b")     # truncated
+    assert not dl.extraction_intact(z, out)
+    dl.safe_extract(z, out)
+    assert (out / "val2017" / "2.jpg").read_bytes() == b"bb" and dl.extraction_intact(z, out)
+    (out / "val2017" / "1.jpg").unlink()               # deleted
+    assert not dl.extraction_intact(z, out)
+
+
+def test_no_download_starts_without_the_free_space_it_needs(coco_server, tmp_path, monkeypatch):
+    """Known sizes plus extraction, checked before the download: one line naming the path, needed and free GB."""
+    free = type("Usage", (), {"total": 10**12, "used": 0, "free": 2 * 10**9})
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: free)
+    sources = dict(coco_server.sources, val2017=dict(coco_server.sources["val2017"], bytes=815585330,
+                                                     extracted_bytes=2 * 10**9))
+    root = tmp_path / "coco"
+    with pytest.raises(dl.DownloadError) as e:
+        dl.prepare_coco(root, sources, parts=("val2017",), detections=False, progress=False)
+    message = str(e.value)
+    assert "\n" not in message and str(root) in message and "val2017.zip" in message
+    assert "needs 2.8 GB free, 2.0 GB are free" in message
+    assert coco_server.requests == [] and not (root / "downloads").exists()   # nothing fetched, nothing written
 
 
 # ------------------------------------------------------------------------------------------- prepare_coco
