@@ -109,3 +109,12 @@ def average_buffers(model: nn.Module) -> None:
         n = b.numel()
         b.copy_(flat[offset:offset + n].view_as(b))
         offset += n
+
+
+def all_gather_object(obj) -> list:
+    """`obj` of every rank, in rank order (a list of one on a single process)."""
+    if not is_dist():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered

@@ -4,9 +4,15 @@
     torchrun --standalone --nproc-per-node 8 -m repro.engine.train --config 256x192 --out models/256x192
     python -m repro.engine.train --config 256x192 --profile smoke --out /tmp/run --set train.epochs=2
 
-A run resumes from out/last.pth when it exists (model, optimizer, scheduler, epoch, RNG states, best AP);
-a run killed between two epoch-end saves repeats that epoch exactly. Only rank 0 writes files and MLflow.
-Outputs: out/{last.pth, best.pth, train_log.jsonl, val_history.csv, metrics.json, config.yaml}.
+A run resumes from last.pth in its work dir when it exists (model, optimizer, scheduler, epoch, RNG states,
+best AP); a run killed between two epoch-end saves repeats that epoch exactly. Only rank 0 writes files and
+MLflow. Outputs: out/{last.pth, best.pth, train_log.jsonl, val_history.csv, metrics.json, config.yaml}.
+
+The work dir (--work-dir, default: out itself) holds those files while the run is under way; a finished run
+moves them into out and removes it. The DVC stage trains in out/in_progress, which is none of the stage's
+outs: DVC deletes a stage's outs before running it again, and a killed day-long run must still be there for
+`dvc repro` to resume. Several processes or nodes read last.pth from the work dir, so it must be one shared
+directory: every rank checks that it sees a token rank 0 wrote there before any work.
 """
 import argparse
 import dataclasses
@@ -14,6 +20,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +43,8 @@ PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_ac
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Items that may change between a checkpoint and its resumption (they do not change the numbers).
 RESUME_FREE = {"train.epochs", "train.num_workers", "train.log_interval", "train.skip_corrupt_images",
-               "train.stop_below_published", "eval.num_workers", "eval.batch_size"}
+               "train.stop_below_published", "train.resume_adapt_world_size", "eval.num_workers", "eval.batch_size"}
+WORK_DIR_TOKEN = ".rank0-token"   # written by rank 0 into the work dir, read back by every rank
 
 
 # --------------------------------------------------------------------------------------------- recipe
@@ -248,8 +256,9 @@ def _resume_free(key: str) -> bool:
     return any(key == free or key.startswith(free + ".") for free in RESUME_FREE)
 
 
-def _resume_meta(path: Path, cfg: RunConfig) -> dict:
-    """The `meta` of the checkpoint to resume from, after checking it was made with this configuration."""
+def _resume_meta(path: Path, cfg: RunConfig, world_size: int) -> dict:
+    """The `meta` of the checkpoint to resume from, after checking it was made with this configuration and
+    this number of processes (or that the user opted in to adapting the schedule to another one)."""
     meta = checkpoint.read_checkpoint(path)["meta"]
     saved, now = tracking.flatten(meta.get("config", {})), tracking.flatten(cfg.to_dict())
     changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k) and not _resume_free(k))
@@ -257,7 +266,57 @@ def _resume_meta(path: Path, cfg: RunConfig) -> dict:
         items = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise config.ConfigError(f"{path} was written with another configuration ({items}); "
                                  f"delete it or train with --no-resume into a fresh --out")
+    before = meta.get("world_size", world_size)
+    if before != world_size and not cfg.train.resume_adapt_world_size:
+        batch = cfg.train.batch_per_gpu   # equal on both sides: checked with the configuration above
+        raise config.ConfigError(
+            f"{path} was written by {before} processes x {batch} per process, this run has {world_size} x "
+            f"{batch}: resuming would change the iterations per epoch and so the schedule. Resume on {before} "
+            f"processes, or set train.resume_adapt_world_size: true to re-derive the schedule (the run is "
+            f"then recorded as open)")
     return meta
+
+
+def _adapt_world_size(meta: dict, world_size: int) -> dict:
+    """meta["train_state"] with this resumption's change of world size recorded (train_state["world_sizes"]:
+    one entry per change, carried by every later checkpoint and listed in the recipe diff)."""
+    state = dict(meta["train_state"])
+    before = meta.get("world_size", world_size)
+    if before != world_size:
+        change = f"{before} -> {world_size} after epoch {state['epoch'] + 1}"
+        state["world_sizes"] = [*state.get("world_sizes", []), change]
+        log.warning("resuming on %d processes instead of %d (train.resume_adapt_world_size): the iteration "
+                    "count is re-derived from the epoch; the run is open", world_size, before)
+    return state
+
+
+def check_shared_work_dir(work_dir: Path, env: distributed.DistEnv) -> None:
+    """Every rank must see the work dir rank 0 writes (several nodes: a shared file system), since every rank
+    resumes from its last.pth. Rank 0 writes a fresh token; after a barrier each rank reads it back.
+
+    Raises:
+        config.ConfigError: on every rank, when some rank cannot read the token (naming the ranks).
+    """
+    if env.world_size == 1:
+        return
+    token = work_dir / WORK_DIR_TOKEN
+    expected = f"{os.getpid()}-{time.time_ns()}" if env.is_main else None
+    if env.is_main:
+        atomic.write_text(token, expected)
+    expected = distributed.broadcast_object(expected)
+    distributed.barrier()
+    try:
+        seen = token.read_text() == expected
+    except OSError:
+        seen = False
+    seen_by = distributed.all_gather_object((env.rank, seen))
+    if env.is_main:   # every rank has read it (all_gather waits for all)
+        token.unlink(missing_ok=True)
+    missing = [rank for rank, ok in seen_by if not ok]
+    if missing:
+        raise config.ConfigError(
+            f"{work_dir}: rank(s) {missing} cannot see the files rank 0 writes there; with several nodes the "
+            f"out dir (and its work dir) must be on a shared file system, since every rank resumes from its last.pth")
 
 
 def _start_tracking(cfg, out_dir, env, diff, run_id, track: bool):
@@ -311,12 +370,7 @@ def _check_stop(cfg: TrainConfig, reference, epoch: int, ap: float, state: dict,
 
 def _gather_rng() -> dict:
     """Every rank's RNG states, so a resumed run restores each rank's own."""
-    state = checkpoint.capture_rng_state()
-    if not distributed.is_dist():
-        return {"ranks": [state]}
-    states = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(states, state)
-    return {"ranks": states}
+    return {"ranks": distributed.all_gather_object(checkpoint.capture_rng_state())}
 
 
 def _restore_rng(rng: dict, rank: int) -> None:
@@ -324,51 +378,59 @@ def _restore_rng(rng: dict, rank: int) -> None:
     checkpoint.restore_rng_state(ranks[rank] if rank < len(ranks) else ranks[0])
 
 
-def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = None) -> dict:
+def train(cfg: RunConfig, out_dir, resume: bool = True, track: bool | None = None, work_dir=None) -> dict:
     """Train `cfg` into `out_dir` on this process group (torchrun env) or alone; returns metrics.json's dict.
 
     Args:
         cfg: the resolved run configuration.
-        out_dir: where checkpoints, logs and metrics go (rank 0 writes; resume needs it on every rank).
-        resume: continue from out_dir/last.pth when it exists.
+        out_dir: where checkpoints, logs and metrics go (rank 0 writes).
+        resume: continue from work_dir/last.pth when it exists.
         track: record the run in MLflow (default: on unless $REPRO_TRACKING is "0").
+        work_dir: where the files are written while the run is under way (default: out_dir); a finished run
+            moves them into out_dir and removes it. Every rank reads it: it must be shared.
 
     Raises:
         tracking.TrackingError: the MLflow store is unreachable (before training starts).
-        config.ConfigError: last.pth was written with a different configuration.
+        config.ConfigError: last.pth was written with a different configuration or world size, or a rank
+            cannot see the work dir.
         FloatingPointError: the loss became non-finite.
     """
     track = tracking.enabled() if track is None else track
     env = distributed.setup()
     try:
-        return _run(cfg, Path(out_dir), resume, track, env)
+        return _run(cfg, Path(out_dir), Path(work_dir or out_dir), resume, track, env)
     finally:
         distributed.cleanup(env)
 
 
-def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
+def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, env: distributed.DistEnv) -> dict:
     from repro.evaluation import evaluate   # pycocotools etc.: imported when training, not on import
     cfg = machine.resolve_precision(cfg, env.device.type)   # `auto` -> what runs here, recorded everywhere
     from repro.data.coco import check_layout
-    if env.is_main:   # before any work: the data it reads and the directory it writes
+    if env.is_main:   # before any work: the data it reads and the directories it writes
         check_layout(cfg.data, training=True, det_boxes=not cfg.eval.use_gt_bbox)
         atomic.check_writable(out_dir)
+        atomic.check_writable(work)
+    check_shared_work_dir(work, env)
     _seed_and_mode(cfg)
-    last = out_dir / "last.pth"
-    diff = recipe.recipe_diff(cfg, env.world_size)
-    meta = _resume_meta(last, cfg) if env.is_main and resume and last.is_file() else None
+    last = work / "last.pth"
+    meta = _resume_meta(last, cfg, env.world_size) if env.is_main and resume and last.is_file() else None
     meta = distributed.broadcast_object(meta)
+    state = _adapt_world_size(meta, env.world_size) if meta else {
+        "epoch": -1, "best": None, "final": None, "train_time_s": 0.0, "wall_time_s": 0.0, "samples": 0}
+    diff = recipe.recipe_diff(cfg, env.world_size) + [
+        {"name": "resumed_world_size", "published": None, "used": change} for change in state.get("world_sizes", [])]
     reference = _stop_reference(cfg, env)
     tracker = _start_tracking(cfg, out_dir, env, diff, (meta or {}).get("mlflow_run_id"), track)
-    state = dict(meta["train_state"]) if meta else {"epoch": -1, "best": None, "final": None,
-                                                     "train_time_s": 0.0, "wall_time_s": 0.0, "samples": 0}
-    run = runlog.RunLog(out_dir, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
+    run = runlog.RunLog(work, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
     log.info("training %s (%s profile) seed %d on %d process(es), %s, %s; recipe %s%s", cfg.name, cfg.profile,
              cfg.seed, env.world_size, env.device, machine.precision_name(cfg.train.amp), recipe.recipe_status(diff),
              f" ({len(diff)} items differ)" if diff else "")
     try:
         run.write_config(cfg.to_dict())
-        summary = _fit(cfg, out_dir, env, state, meta is not None, run, tracker, diff, evaluate, reference)
+        summary = _fit(cfg, work, env, state, meta is not None, run, tracker, diff, evaluate, reference)
+        if env.is_main and work != out_dir:
+            _move_outputs(work, out_dir)
         tracker.log_artifact(out_dir / "best.pth", "checkpoints")
         if (out_dir / "best.pth").is_file():   # an MLflow model, registered as cpm-<config> (repro/registry.py)
             tracker.log_model(registry.model_spec(cfg, out_dir / "best.pth", "trained"))
@@ -376,9 +438,18 @@ def _run(cfg: RunConfig, out_dir: Path, resume: bool, track: bool, env: distribu
         tracker.end("FINISHED")
         return summary
     except BaseException as e:
-        tracking.gather_logs(tracker, out_dir)
+        tracking.gather_logs(tracker, work if (work / "train_log.jsonl").exists() else out_dir)
         tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+
+
+def _move_outputs(work: Path, out_dir: Path) -> None:
+    """A finished run's files from its work dir into out_dir (renames, so each lands whole), then the work dir
+    goes: a later run of the stage (changed code or params) must start afresh, not resume a finished run."""
+    for path in sorted(work.iterdir()):
+        if path.is_file():
+            os.replace(path, out_dir / path.name)
+    shutil.rmtree(work)
 
 
 def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, reference=None) -> dict:
@@ -391,6 +462,10 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
     if resuming:
         ckpt = checkpoint.load_checkpoint(out_dir / "last.pth", model, optimizer, scheduler, step.scaler)
         _restore_rng(ckpt["rng"], env.rank)
+        if state.get("world_sizes"):   # adapted (train.resume_adapt_world_size): the epoch decides the schedule
+            scheduler.last_epoch = (state["epoch"] + 1) * len(loader)
+            for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * lr_factor(scheduler.last_epoch, state["epoch"] + 1, cfg.train)
         log.info("resumed from %s after epoch %d (iteration %d)", out_dir / "last.pth", state["epoch"] + 1,
                  scheduler.last_epoch)
     elif cfg.train.init_from:   # weights only: optimizer, schedule and RNG start fresh
@@ -502,6 +577,8 @@ def main(argv=None) -> None:
     p.add_argument("--config", required=True, help="input size, a key of params.yaml configs (256x192)")
     p.add_argument("--profile", default=None, help="smoke | full (default: params.yaml profile)")
     p.add_argument("--out", required=True, help="output directory (resumes from its last.pth)")
+    p.add_argument("--work-dir", help="where the run's files stay until it has finished (default: OUT; then "
+                                      "it resumes from WORK_DIR/last.pth); shared by every rank")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a resolved config item, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
@@ -510,7 +587,8 @@ def main(argv=None) -> None:
     _setup_logging()
     try:
         cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
-        train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None)
+        train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None,
+              work_dir=args.work_dir)
     except (tracking.TrackingError, FloatingPointError, mmpose_log.LogFormatError) as e:   # exit 1, one line
         raise SystemExit(f"repro train: error: {e}") from None
 

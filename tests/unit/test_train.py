@@ -337,3 +337,69 @@ def test_missing_reference_log_stops_the_run_before_any_data_is_read(tmp_path, m
         train._stop_reference(cfg, env)
     assert train._stop_reference(config.resolve(config.read_params(REPO / "params.yaml"), "256x192", "smoke"),
                                  env) is None   # off: nothing is read
+
+
+# ------------------------------------------------------------------ resume on another world size
+
+def _last_pth(path, cfg, world_size: int, epoch: int = 99):
+    from repro import checkpoint
+    from repro.model import build_cpm
+    state = {"epoch": epoch, "best": None, "final": None, "train_time_s": 1.0, "wall_time_s": 1.0, "samples": 8}
+    return checkpoint.save_checkpoint(path, build_cpm(cfg.model), {"config": cfg.to_dict(), "world_size": world_size,
+                                                                   "train_state": state})
+
+
+def test_resume_on_another_world_size_is_refused_naming_both(tmp_path):
+    """100 epochs on 8 GPUs resumed on 7 would put the first LR decay at epoch 183: refused, before any work."""
+    cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
+    path = _last_pth(tmp_path / "last.pth", cfg, world_size=8)
+    with pytest.raises(config.ConfigError) as e:
+        train._resume_meta(path, cfg, world_size=7)
+    message = str(e.value)
+    assert "\n" not in message and "written by 8 processes x 16 per process" in message
+    assert "this run has 7 x 16" in message and "train.resume_adapt_world_size" in message
+    assert train._resume_meta(path, cfg, world_size=8)["world_size"] == 8   # the same world size resumes
+
+
+def test_an_adapted_resume_is_recorded_and_carried(tmp_path):
+    cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
+    adapt = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, resume_adapt_world_size=True))
+    meta = train._resume_meta(_last_pth(tmp_path / "last.pth", cfg, world_size=8), adapt, world_size=7)
+    state = train._adapt_world_size(meta, 7)
+    assert state["world_sizes"] == ["8 -> 7 after epoch 100"]
+    again = train._adapt_world_size({"world_size": 7, "train_state": state}, 7)   # a later resume on 7
+    assert again["world_sizes"] == ["8 -> 7 after epoch 100"]
+    assert train._resume_free("train.resume_adapt_world_size")
+
+
+# ------------------------------------------------------------- every rank sees the work dir
+
+def _work_dir_worker(rank: int, world: int, port: int, dirs, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    env = distributed.setup("cpu")
+    try:
+        train.check_shared_work_dir(dirs[rank], env)
+        out.put((rank, None))
+    except config.ConfigError as e:
+        out.put((rank, str(e)))
+    finally:
+        distributed.cleanup(env)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_every_rank_checks_it_sees_the_work_dir_rank_0_writes(tmp_path, shared):
+    """Two gloo ranks; without a shared file system each node sees its own directory at that path (here: rank 1
+    is given another one), and both ranks stop with the reason instead of a FileNotFoundError at resume."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    dirs = [tmp_path / "a", tmp_path / ("a" if shared else "b")]
+    ctx = mp.get_context("spawn")
+    out = ctx.SimpleQueue()
+    mp.start_processes(_work_dir_worker, args=(2, _free_port(), dirs, out), nprocs=2, start_method="spawn")
+    results = dict(out.get() for _ in range(2))
+    if shared:
+        assert results == {0: None, 1: None}
+    else:
+        for rank in (0, 1):
+            assert "rank(s) [1] cannot see" in results[rank] and "shared file system" in results[rank]
