@@ -59,7 +59,9 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
     if source == "reference":
         record, cfg = evaluate_reference(cfg, eval_dir)
         results.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
-        if record.get("status") != "not_run":
+        if record.get("status") == "not_run":   # the stage's out (outputs/eval/<tag>) says why, as the metrics do
+            results.write(eval_dir / "metrics.json", record)
+        else:
             tracking.log_evaluation(f"evaluate_{tag(cfg.name, source)}", cfg, record)
         return record
     if source == "published" and cfg.data.source != "coco":

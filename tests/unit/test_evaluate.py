@@ -295,3 +295,18 @@ def test_predictions_take_keeps_the_rows_in_the_given_order():
     taken = preds.take(np.array([2, 0]))
     assert taken.image_ids.tolist() == [7, 5] and taken.bbox_scores.tolist() == [0.3, 0.1]
     assert taken.keypoints.shape == (2, 17, 2) and taken.keypoints[0, 0].tolist() == [68.0, 69.0]
+
+
+def test_the_reference_evaluation_of_the_full_profile_writes_its_stage_outs_saying_why(tmp_path, monkeypatch):
+    """Tier E is the smoke profile's: under profile full the stage evaluate_reference@<config> still leaves its
+    DVC outs (the metrics file and outputs/eval/reference_<config>), each a not_run record, or DVC fails the run."""
+    from repro import config
+    from repro.evaluation import run
+    monkeypatch.setenv("REPRO_TRACKING", "0")
+    cfg = config.load(REPO / "params.yaml", "256x192", profile="full")
+    record = run.run_evaluate(cfg, "reference", metrics_path=tmp_path / "reports/metrics/reference_256x192.json",
+                              eval_dir=tmp_path / "outputs/eval/reference_256x192", published_dir=tmp_path)
+    assert record["status"] == "not_run" and "smoke" in record["reason"]
+    for path in (tmp_path / "reports/metrics/reference_256x192.json",
+                 tmp_path / "outputs/eval/reference_256x192/metrics.json"):
+        assert json.loads(path.read_text())["status"] == "not_run"
