@@ -55,11 +55,13 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
     """The 2x3 image -> crop matrix built exactly as mmpose 1.x `get_warp_matrix` builds it (spec §2.7).
 
-    Three source points (the center, the center plus the half-width vector (0, -s_w/2) turned by
-    `rotation`, and a third point at 90 degrees) and their crop targets are stored in float32 and solved
+    Three source points (the center, the center plus the horizontal half-width vector (-s_w/2, 0) turned
+    by `rotation`, and a third point at 90 degrees) and their crop targets are stored in float32 and solved
     by cv2.getAffineTransform. The result equals the closed form of §2.7 only up to that float32 rounding
     (~2e-4 in the translation for typical boxes, more for tiny ones); building it the same way is what
-    makes crops bit-identical to mmpose's (`closed_form_warp_matrix` is the test oracle).
+    makes crops bit-identical to mmpose's (`closed_form_warp_matrix` is the test oracle). 0.x's
+    `get_affine_transform` used the vertical vector (0, -s_w/2) instead: the same map, but its float32
+    points round differently, and 70 of the real sample's 118 crops then differ from 1.x's by a gray level.
 
     Args:
         center: (cx, cy) in image pixels.
@@ -78,11 +80,11 @@ def warp_matrix(center, scale, rotation: float, input_size) -> np.ndarray:
     c = np.asarray(center, np.float64)
     src = np.zeros((3, 2), np.float32)
     src[0] = c
-    src[1] = c + np.array([-sin * half, cos * half])
+    src[1] = c + np.array([cos * half, sin * half])   # _rotate_point((-s_w/2, 0), theta), summed in float64
     src[2] = _third_point(src[0], src[1])
     dst = np.zeros((3, 2), np.float32)
     dst[0] = [W * 0.5, H * 0.5]
-    dst[1] = [W * 0.5, H * 0.5 - W * 0.5]
+    dst[1] = [W * 0.5 - W * 0.5, H * 0.5]             # dst[0] + (-W/2, 0)
     dst[2] = _third_point(dst[0], dst[1])
     return cv2.getAffineTransform(src, dst)
 

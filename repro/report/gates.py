@@ -539,17 +539,20 @@ def baseline_main(argv, run_smoke) -> int:
     # The seeds of the precision the default run trains in here are retrains of it: the seed ledger keeps them,
     # so that tier S equivalence (TOST over seeds) has them without rerunning the pipeline per seed.
     default_precision = machine.precision_name(machine.resolve_amp("auto", "cpu"))
+    from repro.evaluation import ledger
+    # The code measured is the tree as it is now: asked per entry, git would see this command's own first
+    # ledger write and label the later entries "+dirty".
+    commit = ledger.git_commit()
     base, rows = inputs.baseline, []
     for precision in precisions:
         amp = PRECISION_AMP[precision]
         runs = baseline.run_seeds(sorted(set(args.seeds)), lambda seed: run_smoke(seed, amp))
         entry = baseline.derive_baseline(runs, inputs.published["metric_names"], tier_s, machine.fingerprint())
         if precision == default_precision:
-            from repro.evaluation import ledger
             for records in runs.values():
                 for name, record in records.items():
                     path = ledger.append(args.ledger or ledger.LEDGER_DIR, {**record, "config": name},
-                                         inputs.published["metric_names"])
+                                         inputs.published["metric_names"], commit)
             print(f"seed ledger: {precision} seeds {sorted(runs)} recorded in {path.parent}")
         base = baseline.with_entry(base, precision, entry)
         rows += [[precision, n, m, f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['range']:.4f}",

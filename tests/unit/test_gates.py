@@ -384,6 +384,25 @@ def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path
                             run_smoke=run_smoke)
 
 
+def test_baseline_ledger_entries_name_the_commit_measured_not_their_own_writes(tmp_path, published,
+                                                                               smoke_baseline, monkeypatch):
+    """In a clean checkout whose ledger is tracked, the first append modifies a tracked file; the later
+    entries must still name the clean commit, not "<sha>+dirty"."""
+    setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
+    default = machine.precision_name(machine.resolve_amp("auto", "cpu"))
+    argv = ["--seeds", "0", "1", "2", "--precisions", default, "--published", "published.yaml"]
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    assert gates.baseline_main(argv, run_smoke=lambda seed, amp: fake_runs((seed,))[seed]) == 0
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ledger tracked")
+    head = git("rev-parse", "HEAD").stdout.strip()
+    assert gates.baseline_main(argv, run_smoke=lambda seed, amp: fake_runs((seed,))[seed]) == 0
+    for name in ("256x192", "384x288"):
+        entries = json.loads((tmp_path / f"reports/ledger/smoke_{name}.json").read_text())["entries"]
+        assert [e["commit"] for e in entries if e["commit"].startswith(head)] == [head] * 3, entries
+
+
 def test_drift_flags_metrics_that_are_not_from_the_smoke_profile(tmp_path, published, smoke_baseline):
     write(tmp_path / "256x192.json", record(smoke_values(), profile="full"))
     rows = gates.drift_rows(inputs(tmp_path, published, smoke_baseline))

@@ -34,24 +34,43 @@ def test_fix_aspect_ratio_enlarges_the_short_side():
 
 
 def mmpose_style_matrix(center, scale, rot, size):
-    """Reference recipe (mmpose 1.x get_warp_matrix), written out independently of repro: the source set
-    (center, center + R(rot)·(0, -s_w/2), its 90° point) and the target set (crop centre, centre + (0, -W/2),
-    its 90° point) stored in float32, the third points computed in float32, solved by cv2.getAffineTransform.
-    `center`, `scale` and `rot` are float32 in mmpose's pipeline; `rot` stays float32 through sin/cos."""
-    def third(a, b):
-        d = a - b
-        return b + np.array([-d[1], d[0]], np.float32)
+    """Reference recipe, written out independently of repro step by step from spec §2.7: mmpose 1.x
+    `get_warp_matrix` (shift 0, fix_aspect_ratio) as 1.x TopdownAffine calls it. `center`, `scale` and `rot`
+    are float32 in mmpose's pipeline; `rot` stays float32 through deg2rad, sin and cos."""
+    def rotate_point(pt, angle_rad):   # mmpose _rotate_point: a float32 rotation matrix times a float64 point
+        sn, cs = np.sin(angle_rad), np.cos(angle_rad)
+        return np.array([[cs, -sn], [sn, cs]]) @ pt
+
+    def get_3rd_point(a, b):           # mmpose _get_3rd_point, on the float32 rows
+        direction = a - b
+        return b + np.r_[-direction[1], direction[0]]
+
+    src_w = np.float32(scale[0])
+    dst_w, dst_h = size
+    rot_rad = np.deg2rad(np.float32(rot))
+    src_dir = rotate_point(np.array([src_w * -0.5, 0.0]), rot_rad)   # horizontal (0.x: [0, src_w * -0.5])
+    dst_dir = np.array([dst_w * -0.5, 0.0])
+    src, dst = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
+    src[0, :] = center
+    src[1, :] = center + src_dir
+    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
+    src[2, :] = get_3rd_point(src[0, :], src[1, :])
+    dst[2, :] = get_3rd_point(dst[0, :], dst[1, :])
+    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def vertical_matrix(center, scale, rot, size):
+    """mmpose 0.x `get_affine_transform`'s points (0, -s_w/2) and (0, -W/2): the same map, rounded otherwise."""
     t = np.deg2rad(np.float32(rot))
-    sn, cs = np.sin(t), np.cos(t)
-    src_dir = np.array([[cs, -sn], [sn, cs]]) @ np.array([0.0, float(scale[0]) * -0.5])
+    src_dir = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ np.array([0.0, float(scale[0]) * -0.5])
     w, h = size
     src, dst = np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32)
-    src[0] = np.asarray(center, np.float64) + 0.0
-    src[1] = np.asarray(center, np.float64) + src_dir
-    src[2] = third(src[0], src[1])
-    dst[0] = [w * 0.5, h * 0.5]
-    dst[1] = np.array([w * 0.5, h * 0.5]) + np.array([0.0, w * -0.5])
-    dst[2] = third(dst[0], dst[1])
+    src[0], src[1] = center, np.asarray(center, np.float64) + src_dir
+    dst[0], dst[1] = [w * 0.5, h * 0.5], [w * 0.5, h * 0.5 - w * 0.5]
+    for pts in (src, dst):
+        d = pts[0] - pts[1]
+        pts[2] = pts[1] + np.array([-d[1], d[0]], np.float32)
     return cv2.getAffineTransform(src, dst)
 
 
@@ -317,6 +336,29 @@ def test_evaluation_crops_of_every_sample_detection_equal_the_reference_recipe(c
         img = images.setdefault(path, cv2.imread(str(path), cv2.IMREAD_COLOR))
         ref = reference_crop(img, item["center"].numpy(), item["scale"].numpy(), 0.0, codec.input_size)
         assert torch.equal(item["img"], T.to_tensor(ref)), f"detection {i}"
+
+
+def test_warp_matrix_of_every_sample_detection_is_the_1x_construction_bit_for_bit(coco_sample, codec):
+    """All 118 real det boxes, at rotation 0 (the test crop) and at a float32 rotation drawn per box (as a
+    training crop is): each matrix entry and each crop pixel equal mmpose 1.x's. The vertical (0.x) points
+    round differently in almost every box, so this fails on that construction."""
+    from repro.data.coco import TopDownCocoDataset, read_image
+    ds = TopDownCocoDataset(coco_sample / "test_coco.json", coco_sample, codec, AUG, is_training=False,
+                            det_file=coco_sample / "test_coco_det_AP_H_56.json")
+    assert len(ds) == 118
+    rng, vertical_differs = np.random.default_rng(28), 0
+    for i in range(len(ds)):
+        img = read_image(ds.image_path(i))
+        plain = ds.geometry(i, img.shape[1])
+        for rot in (0.0, float(np.float32(rng.uniform(-80, 80)))):
+            geom = T.Geometry(plain.center, plain.scale, rot, False, plain.keypoints, plain.visible)
+            patch, m = T.crop(img, geom, codec)
+            ref_m = mmpose_style_matrix(geom.center, geom.scale, rot, codec.input_size)
+            np.testing.assert_array_equal(m, ref_m, err_msg=f"detection {i} rotation {rot}")
+            np.testing.assert_array_equal(patch, reference_crop(img, geom.center, geom.scale, rot, codec.input_size),
+                                          err_msg=f"detection {i} rotation {rot}")
+            vertical_differs += not np.array_equal(m, vertical_matrix(geom.center, geom.scale, rot, codec.input_size))
+    assert vertical_differs > 200   # of 236: the check tells the two constructions apart
 
 
 def test_training_crops_and_keypoints_equal_the_reference_recipe(coco_sample, codec):
