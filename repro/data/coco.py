@@ -49,7 +49,7 @@ def check_layout(data: DataConfig, training: bool, det_boxes: bool) -> None:
     missing = [str(p) for p in need if not p.exists()]
     if missing:
         raise DatasetError(f"{data.root}: data missing: {', '.join(missing)} (make it with `repro data` or "
-                           f"`dvc repro data`)")
+                           f"`dvc repro data_val data_train`)")
 
 
 def _read_json(path: Path, what: str):
