@@ -41,11 +41,17 @@ def fresh_copy(dest: Path) -> Path:
 HANG_GUARD_S = 3600   # only stops a hung run; the expected time is in reports/benchmarks/pipeline_cpu.md
 
 
-def sh(cmd, cwd, timeout=HANG_GUARD_S) -> subprocess.CompletedProcess:
-    """Run `cmd` as a user would (no MLFLOW_/REPRO_ settings from the test's environment); assert it succeeds."""
+def user_env(**extra) -> dict:
+    """A user's environment: none of the test's own MLFLOW_/REPRO_/VIRTUAL_ENV settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+    return {**env, **extra}
+
+
+def sh(cmd, cwd, timeout=HANG_GUARD_S, check: bool = True, **env) -> subprocess.CompletedProcess:
+    """Run `cmd` as a user would (user_env, plus `env`); assert it succeeds unless `check` is False."""
+    done = subprocess.run(cmd, cwd=cwd, env=user_env(**env), capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
     return done
 
 

@@ -581,7 +581,7 @@ def main(argv=None) -> None:
                                       "it resumes from WORK_DIR/last.pth); shared by every rank")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a resolved config item, e.g. --set train.epochs=3 (repeatable)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pth exists")
+    p.add_argument("--no-resume", action="store_true", help="start over even if last.pth exists in the work dir")
     p.add_argument("--no-track", action="store_true", help="do not record the run in MLflow")
     args = p.parse_args(argv)
     _setup_logging()

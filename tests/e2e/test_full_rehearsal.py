@@ -29,7 +29,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from repro import checkpoint
-from tests.conftest import HANG_GUARD_S, fresh_copy, git
+from tests.conftest import HANG_GUARD_S, fresh_copy, git, sh, user_env
 from tests.e2e import mini_coco
 
 pytestmark = pytest.mark.slow
@@ -43,20 +43,14 @@ OVERRIDES = ["profile=full", "recipe.train.epochs=2", "recipe.train.deterministi
              "plan.probe_steps=1"]             # the plan stage's probe: a warm-up and 1 timed step per config
 
 
-def user_env(project: Path, **extra) -> dict:
-    """A user's shell in the project: its .venv first on PATH, no REPRO_/MLFLOW_ settings of the test's own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
-    env.update(PATH=f"{project / '.venv/bin'}:{env.get('PATH', '/usr/bin:/bin')}", DVC_NO_ANALYTICS="1",
-               OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"), **extra)
-    return env
+def in_project(project: Path, **extra) -> dict:
+    """The variables of a user's shell in the project (its .venv first on PATH), plus `extra`."""
+    return dict(PATH=f"{project / '.venv/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}", DVC_NO_ANALYTICS="1",
+                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"), **extra)
 
 
-def sh(project: Path, *cmd, ok: bool = True, **env) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=project, env=user_env(project, **env), capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    if ok:
-        assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
-    return done
+def run(project: Path, *cmd, check: bool = True, **extra) -> subprocess.CompletedProcess:
+    return sh(list(cmd), project, check=check, **in_project(project, **extra))
 
 
 def stages_run(output: str) -> list:
@@ -83,7 +77,7 @@ def rehearsal(tmp_path_factory, request):
     steps = {}
 
     # 1. Tier A alone, the README's command, over HTTP.
-    steps["tier_a"] = sh(project, "dvc", "exp", "run", *[a for o in OVERRIDES for a in ("-S", o)],
+    steps["tier_a"] = run(project, "dvc", "exp", "run", *[a for o in OVERRIDES for a in ("-S", o)],
                          "evaluate_published", REPRO_MIRROR=server.url)
     steps["tier_a_requests"] = list(server.requests)
 
@@ -92,7 +86,8 @@ def rehearsal(tmp_path_factory, request):
     log = base / "killed.log"
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(["dvc", "repro", "train@256x192"], cwd=project, stdout=stderr, stderr=stderr,
-                                env=user_env(project, REPRO_MIRROR=str(mini.root)), start_new_session=True)
+                                env=user_env(**in_project(project, REPRO_MIRROR=str(mini.root))),
+                                start_new_session=True)
     deadline = time.monotonic() + HANG_GUARD_S
     while not (work / "last.pth").exists():   # written atomically at the end of epoch 1
         assert proc.poll() is None, log.read_text()[-5000:]
@@ -102,10 +97,10 @@ def rehearsal(tmp_path_factory, request):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     steps["killed_epoch"] = checkpoint.read_checkpoint(work / "last.pth")["epoch"]
-    steps["resume"] = sh(project, "dvc", "repro", "train@256x192", REPRO_MIRROR=str(mini.root))
+    steps["resume"] = run(project, "dvc", "repro", "train@256x192", REPRO_MIRROR=str(mini.root))
 
     # 3. The rest: train@384x288 under torchrun (2 gloo processes), evaluations, plan, compare.
-    steps["rest"] = sh(project, "dvc", "repro", REPRO_MIRROR=server.url, REPRO_NPROC="2")
+    steps["rest"] = run(project, "dvc", "repro", REPRO_MIRROR=server.url, REPRO_NPROC="2")
     return project, mini, server, steps
 
 
@@ -130,7 +125,7 @@ def test_killed_training_resumes_under_dvc_repro_with_the_weights_of_an_uninterr
     assert stages_run(steps["resume"].stdout) == ["train@256x192"]   # data_train was done before the kill
     assert not (project / "models/256x192/in_progress").exists()   # a finished run leaves no work dir
     straight = tmp_path / "straight"
-    sh(project, sys.executable, "-m", "repro.cli", "train", "--config", "256x192", "--out", str(straight),
+    run(project, sys.executable, "-m", "repro.cli", "train", "--config", "256x192", "--out", str(straight),
        "--no-track")
     resumed, reference = weights(project / "models/256x192/last.pth"), weights(straight / "last.pth")
     different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
@@ -156,7 +151,7 @@ def test_every_stage_ran_with_the_full_size_network_and_an_open_recipe(rehearsal
 
 def test_gates_give_verdicts_for_tiers_a_and_c(rehearsal):
     project, *_ = rehearsal
-    done = sh(project, sys.executable, "-m", "repro.cli", "gate", "--tier", "A", "C", ok=False)
+    done = run(project, sys.executable, "-m", "repro.cli", "gate", "--tier", "A", "C", check=False)
     assert done.returncode == 1, done.stdout + done.stderr   # a miniature's numbers are far from the table
     lines = done.stdout.splitlines()
     for tier in ("A", "C"):
@@ -181,13 +176,13 @@ def test_mlflow_holds_the_pipeline_run_with_its_stage_runs(rehearsal):
 
 def test_a_second_repro_runs_nothing_and_a_data_dependency_edit_downloads_nothing(rehearsal):
     project, mini, server, _ = rehearsal
-    again = sh(project, "dvc", "repro", REPRO_MIRROR=server.url)
+    again = run(project, "dvc", "repro", REPRO_MIRROR=server.url)
     assert stages_run(again.stdout) == [], again.stdout
     marker = project / "data/full/.extracted-val2017.zip"
     before, requests = marker.stat().st_mtime_ns, len(server.requests)
     with open(project / "repro/data/prepare.py", "a") as f:
         f.write("# an edit to a dependency of the data stages\n")
-    edited = sh(project, "dvc", "repro", REPRO_MIRROR=server.url)
+    edited = run(project, "dvc", "repro", REPRO_MIRROR=server.url)
     assert sorted(stages_run(edited.stdout)) == ["data_train", "data_val"], edited.stdout   # nothing downstream
     assert server.requests[requests:] == []   # re-verified in place: nothing downloaded again
     assert marker.stat().st_mtime_ns == before   # nor extracted again
