@@ -4,7 +4,7 @@ channels_last, and the AP of the untrained network, all with the real trainer an
     .venv/bin/python benchmarks/bench_smoke.py                      # 256x192, the three settings, ~10 min
     .venv/bin/python benchmarks/bench_smoke.py --variants bf16_cl --set profiles.smoke.train.epochs=1
 
-Each setting runs repro.pipeline.run_smoke (synthetic data, repro.engine.train.train,
+Each setting runs repro.smoke.run_smoke (synthetic data, repro.engine.train.train,
 repro.evaluation.evaluate) in its own scratch directory with the smoke profile's values overridden by dotted
 key. Speed ratios are against the fp32 setting measured in the same run. This is what chose the smoke
 profile's `amp: bf16` and `channels_last: true` (params.yaml): faster with the same learning. Writes
@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from benchmarks.bench_model import machine_info  # noqa: E402
-from repro import atomic, checkpoint, config, pipeline  # noqa: E402
+from repro import atomic, checkpoint, config, smoke  # noqa: E402
 from repro.evaluation import evaluate  # noqa: E402
 from repro.model import build_cpm  # noqa: E402
 
@@ -34,7 +34,7 @@ VARIANTS = {
 def untrained_ap(workdir: Path, name: str) -> float:
     """AP of the network as initialised (published init), evaluated like the trained ones."""
     cfg = config.load(workdir / "params.yaml", name)
-    with pipeline.inside(workdir):
+    with smoke.inside(workdir):
         ckpt = checkpoint.save_checkpoint(Path("untrained.pth"), build_cpm(cfg.model))
         return evaluate.evaluate_checkpoint(cfg, ckpt, Path("outputs/untrained"))["AP"]
 
@@ -52,7 +52,7 @@ def main(argv=None):
     rows, scratch = [], Path(tempfile.mkdtemp(prefix="bench-smoke-"))
     for variant in args.variants.split(","):
         workdir = scratch / variant
-        metrics = pipeline.run_smoke(0, overrides={**VARIANTS[variant], **extra}, workdir=workdir,
+        metrics = smoke.run_smoke(0, overrides={**VARIANTS[variant], **extra}, workdir=workdir,
                                      names=[args.config])[args.config]
         train = json.loads((workdir / "models" / args.config / "metrics.json").read_text())
         rows.append({"variant": variant, "AP": round(metrics["AP"], 4), "AP50": round(metrics["AP50"], 4),

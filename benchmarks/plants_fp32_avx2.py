@@ -24,9 +24,9 @@ def measure(out: Path) -> None:
     import pytest
 
     from repro import atomic
-    from repro.report import gates
+    from repro.report import checks
     from tests.gates import test_planted_regressions as planted
-    inputs = gates.load_inputs(REPO / "reports/metrics", gates.PUBLISHED_PATH, REPO / "reports/baselines/smoke.json")
+    inputs = checks.load_inputs(REPO / "reports/metrics", config.PUBLISHED_PATH, REPO / "reports/baselines/smoke.json")
     results = {}
     for name, (overrides, patch) in {"none (correct code)": (None, None), **planted.PLANTS}.items():
         monkeypatch = pytest.MonkeyPatch()

@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+PUBLISHED_PATH = Path(__file__).with_name("published.yaml")   # config's, without importing it (yaml)
+
 
 def _data(args):
     from repro import config
@@ -73,6 +75,94 @@ def _publish(args):
     return 1 if failed else 0
 
 
+def _gate(args):
+    """Print every check; exit 1 on a failing check (strict: also a required tier not run)."""
+    from repro import config
+    from repro.report import checks, equivalence, tables, tiers
+    unknown = sorted(set(args.tier or ()) - set(tiers.NAMES))
+    if unknown:
+        raise SystemExit(f"repro gate: error: --tier {' '.join(unknown)}: not a tier (one of {' '.join(tiers.NAMES)})")
+    inputs = checks.load_inputs(args.metrics_dir, args.published, args.baseline)
+    required = tiers.required_tiers(config.current_profile(args.params), args.tier)
+    results = tiers.check_all(inputs, args.tier or tiers.NAMES)
+    strict = tiers.strict_enabled(args.strict)
+    problems = tiers.failures(results, required, strict, inputs.published["tolerances"]["C"]["suspect_fails"])
+    print(tables.render_results(results))
+    equiv = equivalence.equivalences(inputs, args.tier or required)
+    if equiv:
+        print(f"\nEquivalence over retrains (seed ledger, TOST at alpha {equivalence.ALPHA}):")
+        print(tables.render_equivalence(equiv))
+    if args.require_equivalence:
+        problems += [f"{e['tier']} {e['config']} equivalence: {e['verdict']}" for e in equiv
+                     if e["verdict"] != "equivalent"]
+    if args.summary:
+        with open(args.summary, "a") as f:
+            f.write("## Gates\n\n" + tables.render_results(results, markdown=True) + "\n")
+            if equiv:
+                f.write("### Equivalence over retrains (seed ledger)\n\n" +
+                        tables.render_equivalence(equiv, True) + "\n")
+    mode = f"strict, required tiers {', '.join(required)}" if strict else "not strict"
+    print(f"gate ({mode}): " + ("FAIL\n  " + "\n  ".join(problems) if problems else "pass"))
+    return 1 if problems else 0
+
+
+def _drift(args):
+    """Current smoke metrics against the baseline (working tree or --rev); exit 1 past tolerance."""
+    from repro.report import checks, drift, tables
+    inputs = checks.load_inputs(args.metrics_dir, args.published, args.baseline, rev=args.rev)
+    where = f"{inputs.baseline_path}@{args.rev}" if args.rev else inputs.baseline_path
+    if inputs.baseline is None:
+        print(f"repro drift: no baseline at {where}", file=sys.stderr)
+        return 2
+    rows = drift.drift_rows(inputs)
+    seeds = {p: e.get("seeds") for p, e in inputs.baseline.get("precisions", {}).items()}
+    print(f"old: {where} (mean over seeds {seeds}); new: {inputs.metrics_dir}/")
+    print(tables.render(drift.COLUMNS, rows))
+    bad = [r for r in rows if r[-1] != "ok"]
+    print(f"drift: {len(bad)} of {len(rows)} metrics past tolerance or missing" if bad else "drift: none")
+    return 1 if bad else 0
+
+
+def smoke_runner(seed: int, amp: str) -> dict:
+    """One seed's smoke run in a scratch directory, so the repo's data/, models/, reports/ stay as they are."""
+    import tempfile
+
+    from repro import smoke
+    with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
+        return smoke.run_smoke(seed, workdir=Path(scratch) / f"{amp}-{seed}",
+                               overrides={"profiles.smoke.train.amp": amp})
+
+
+def _baseline(args):
+    """Rerun the smoke pipeline per seed and precision and write the baseline with its spread."""
+    from repro.report import rebaseline, tables
+    precisions = args.precisions or rebaseline.default_precisions()
+    path, rows = rebaseline.rebaseline(args.seeds, precisions, smoke_runner, args.out, args.published, args.ledger)
+    print(tables.render(("precision", "config", "metric", "mean", "std", "range", "tolerance"), rows))
+    print(f"wrote {path} ({', '.join(precisions)}, seeds {sorted(set(args.seeds))}); review the diff and commit it")
+    return 0
+
+
+def _plan(args):
+    """Print the estimate table and write reports/plan/<profile>.json (or --check it)."""
+    from repro import config
+    from repro.report import plan
+    if args.check:
+        profile = args.profile or config.read_params(args.params)["profile"]
+        path = Path(args.out_dir) / f"{profile}.json"
+        if not path.is_file():
+            raise SystemExit(f"repro plan --check: {path} does not exist (run `repro plan` first)")
+        print(plan.render_cost(plan.cost_rows(path, Path("models"), Path("reports/metrics"))))
+        return 0
+    made, path = plan.run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
+                               probe_batch=args.probe_batch,
+                               **({"bandwidth_mb_s": args.bandwidth} if args.bandwidth else {}))
+    print(f"{made['profile']} profile on {made['hardware']}, world size {made['world_size']}")
+    print(plan.render(made))
+    print(f"wrote {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repro", description=__doc__,  # lists train/gate/... too
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,18 +198,39 @@ def _parser() -> argparse.ArgumentParser:
                           ("--eval-dir", "outputs/eval"), ("--out-dir", "reports")):
         p.add_argument(flag, default=default)
     command("publish", _publish, "record in MLflow the runs kept in outputs/unpublished/ after a tracking failure")
+
+    def gate_inputs(p):
+        p.add_argument("--metrics-dir", default="reports/metrics")
+        p.add_argument("--published", default=str(PUBLISHED_PATH))
+        p.add_argument("--baseline", default=None, help="default: published.yaml tolerances.S.baseline")
+        return p
+
+    p = gate_inputs(command("gate", _gate, "the tolerance gates, every tier's checks; exit 1 on a failure"))
+    p.add_argument("--strict", action="store_true", help="a required tier that did not run fails "
+                                                         "(or REPRO_STRICT_GATES=1)")
+    p.add_argument("--tier", nargs="+", help="the tiers to check (and require): A C S E (repro/report/tiers.py)")
+    p.add_argument("--summary", help="append the markdown table here (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--require-equivalence", action="store_true",
+                   help="also fail unless the seed ledger's mean AP is TOST-equivalent (tiers C, S)")
+    p = gate_inputs(command("drift", _drift, "the smoke metrics against the committed baseline, like dvc "
+                                             "metrics diff; exit 1 past tolerance"))
+    p.add_argument("--rev", help="read the baseline at this git revision (git show REV:path)")
+    p = command("plan", _plan, "estimated time and device-hours per stage, before a run (or --check after it)")
+    p.add_argument("--gpu", help="a device of repro/throughput.yaml instead of probing this machine")
+    p.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
+    p.add_argument("--probe-batch", type=int, help="probe at this batch (scaled linearly to the configured one)")
+    p.add_argument("--bandwidth", type=float, help="MB/s assumed for the COCO download (default 50)")
+    p.add_argument("--out-dir", default="reports/plan")
+    p.add_argument("--check", action="store_true", help="compare the written plan with the measured times")
+    p = command("baseline", _baseline, "rerun the smoke pipeline per seed and write the baseline with its spread")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"),
+                   help="training precisions to measure (default: fp32, plus bf16 where this CPU has it "
+                        "natively); entries of other precisions in the file are kept")
+    p.add_argument("--out", default=None, help="default: published.yaml tolerances.S.baseline")
+    p.add_argument("--published", default=str(PUBLISHED_PATH))
+    p.add_argument("--ledger", default=None, help="seed ledger directory (default: reports/ledger)")
     return parser
-
-
-def _baseline(argv) -> int:
-    """Each seed's smoke run goes to a scratch directory, so the repo's data/, models/, reports/ stay as they are."""
-    import tempfile
-
-    from repro import pipeline
-    from repro.report import gates
-    with tempfile.TemporaryDirectory(prefix="repro-baseline-") as scratch:
-        return gates.baseline_main(argv, lambda seed, amp: pipeline.run_smoke(
-            seed, workdir=Path(scratch) / f"{amp}-{seed}", overrides={"profiles.smoke.train.amp": amp}))
 
 
 def _main_of(module: str, func: str = "main"):
@@ -131,9 +242,8 @@ def _main_of(module: str, func: str = "main"):
 
 
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.engine.train ...`.
-DELEGATED = {"train": _main_of("repro.engine.train", "run_train"), "baseline": _baseline,
-             "gate": _main_of("repro.report.gates", "gate_main"), "drift": _main_of("repro.report.gates", "drift_main"),
-             "plan": _main_of("repro.report.plan", "plan_main"), "diagnose": _main_of("repro.report.diagnose"),
+DELEGATED = {"train": _main_of("repro.engine.train", "run_train"),
+             "diagnose": _main_of("repro.report.diagnose"),
              "reference": _main_of("repro.reference_build"), "record": _main_of("repro.report.record")}
 
 

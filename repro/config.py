@@ -256,6 +256,24 @@ def read_params(path) -> dict:
     return params
 
 
+def input_sizes(path="params.yaml", published_path=None) -> tuple:
+    """The configs (input sizes) params.yaml trains, which must be the published table's models: a size in one
+    file only would be trained and then left out of every report, or reported and never trained."""
+    trained = tuple(read_params(path)["configs"])
+    table = published(published_path or PUBLISHED_PATH)["models"]
+    if set(trained) != set(table):
+        raise ConfigError(f"{path} configs {sorted(trained)} differ from {published_path or PUBLISHED_PATH} models "
+                          f"{sorted(table)}: add or remove the size in both")
+    return trained
+
+
+def current_profile(path="params.yaml") -> str:
+    """$REPRO_PROFILE, else the params file's `profile`, else smoke (no params file)."""
+    if env_profile():
+        return env_profile()
+    return read_params(path).get("profile", "smoke") if Path(path).is_file() else "smoke"
+
+
 def load(path="params.yaml", name: str = "256x192", profile: str | None = None) -> RunConfig:
     """Resolve one config (`name`, e.g. "256x192") under one profile (default: params.yaml's `profile`)."""
     params = read_params(path)
@@ -434,3 +452,61 @@ def strict_gates() -> bool:
 def gate_tiers() -> list:
     """$REPRO_GATE_TIERS as a list of tier names ([] when unset)."""
     return os.environ.get(GATE_TIERS_ENV, "").replace(",", " ").split()
+
+
+# ------------------------------------------------------------------------------------------- overrides
+# The one override mechanism: a dotted key set in a mapping, either params.yaml's (before resolution, as
+# `dvc exp run -S key=value` does; repro.smoke, the tests) or a resolved config's (`repro train --set`).
+
+def _set_dotted(mapping: dict, key: str, value, what: str) -> None:
+    """mapping[a][b][c] = value for key "a.b.c"; the key must name an existing leaf (ConfigError otherwise)."""
+    node, parts = mapping, key.strip().split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"{what} {key!r}: {part!r} is not a section")
+        node = node[part]
+    if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+        raise ConfigError(f"{what} {key!r}: no such key (a leaf is needed)")
+    node[parts[-1]] = value
+
+
+def override_params(params: dict, overrides: dict) -> dict:
+    """A copy of a params mapping with each dotted key (e.g. "recipe.eval.nms_thr") set; unknown keys are errors."""
+    import copy
+    params = copy.deepcopy(params)
+    for key, value in (overrides or {}).items():
+        _set_dotted(params, key, value, "override")
+    return params
+
+
+def parse_value(text: str):
+    """YAML, except that numbers YAML 1.1 reads as strings ("1e-3") are numbers."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def with_overrides(cfg: RunConfig, items: list) -> RunConfig:
+    """`--set train.epochs=3 seed=1 ...` applied to a resolved config (values parsed as YAML, re-validated)."""
+    d = cfg.to_dict()
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key.strip().split(".")[0] in ("name", "profile"):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a leaf of the resolved "
+                              f"config (e.g. train.epochs=3); see config.yaml of a run")
+        try:
+            _set_dotted(d, key, parse_value(text), "--set")
+        except ConfigError as e:
+            raise ConfigError(f"{e}; expected KEY=VALUE with KEY a leaf of the resolved config (e.g. "
+                              f"train.epochs=3); see config.yaml of a run") from None
+    hints = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    if not isinstance(d["seed"], int) or isinstance(d["seed"], bool):
+        raise ConfigError(f"seed: expected int, got {d['seed']!r}")
+    sections = {k: build(hints[k], d[k], k) for k in d if dataclasses.is_dataclass(hints[k])}
+    new = RunConfig(name=cfg.name, profile=cfg.profile, seed=d["seed"], **sections)
+    _validate(new)
+    return new

@@ -80,14 +80,14 @@ def write_reference(params, checkpoints: dict, data_root, command: str, train: d
 def train_references(params, command: str, workdir=Path("outputs/reference")) -> dict:
     """Train each config of params.yaml `reference` on its own data (data/reference) and write the reference."""
     from repro.data.synthetic import generate
-    from repro.engine.train import apply_overrides, train
+    from repro.engine.train import train
     spec = config.read_params(params)["reference"]
     base = config.load(params, next(iter(spec["configs"])), PROFILE)
     generate(dataclasses.replace(base.synthetic, **spec.get("synthetic", {})), SCRATCH)
     checkpoints, summaries = {}, {}
     for name, overrides in spec["configs"].items():
         sets = [f"data.root={SCRATCH}", *(f"{k}={json.dumps(v)}" for k, v in overrides.items())]
-        cfg = apply_overrides(config.load(params, name, PROFILE), sets)
+        cfg = config.with_overrides(config.load(params, name, PROFILE), sets)
         summaries[name] = train(cfg, workdir / name, resume=False, track=False)
         checkpoints[name] = workdir / name / "best.pth"
     return write_reference(params, checkpoints, SCRATCH, command, summaries)

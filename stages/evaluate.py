@@ -15,9 +15,8 @@ or reference_<config>), an MLflow run, and for a trained model one entry of the 
 """
 import argparse
 import sys
-from pathlib import Path
 
-from repro import config, errors
+from repro import config, errors, records
 from repro.evaluation import run
 
 
@@ -25,7 +24,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--source", required=True, choices=run.SOURCES)
+    parser.add_argument("--source", required=True, choices=records.SOURCES)
     parser.add_argument("--checkpoint", help="required with --source trained")
     # Each stage declares its own args, alike stages/compare.py's: a shared helper would be a dep outside repro/.
     parser.add_argument("--metrics-dir", default="reports/metrics")
@@ -34,9 +33,9 @@ def main(argv=None):
     parser.add_argument("--published-dir", default="models/published")
     args = parser.parse_args(argv)
     cfg = config.load(args.params, args.config)
-    tag = run.tag(cfg.name, args.source)
-    run.run_evaluate(cfg, args.source, args.checkpoint, metrics_path=Path(args.metrics_dir) / f"{tag}.json",
-                     eval_dir=Path(args.eval_dir) / tag, published_dir=args.published_dir,
+    run.run_evaluate(cfg, args.source, args.checkpoint,
+                     metrics_path=records.metrics_path(cfg.name, args.source, args.metrics_dir),
+                     eval_dir=records.eval_dir(cfg.name, args.source, args.eval_dir), published_dir=args.published_dir,
                      ledger_dir=args.ledger_dir)
 
 

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from repro import config
+
 REPO = Path(__file__).resolve().parents[1]
+# The input sizes, from params.yaml (checked against published.yaml): tests loop over these, never a literal pair.
+CONFIGS = config.input_sizes(REPO / "params.yaml")
 # The real COCO sample lives in ../shared beside a checkout (CI has it; a user's clone may not).
 COCO_SAMPLE = REPO.parent / "shared" / "coco_sample"
 

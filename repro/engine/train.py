@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -529,40 +528,6 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-def _parse_value(text: str):
-    """YAML, except that numbers YAML 1.1 reads as strings ("1e-3") are numbers."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def apply_overrides(cfg: RunConfig, items: list) -> RunConfig:
-    """`--set train.epochs=3 seed=1 ...` applied to a resolved config (values parsed as YAML, re-validated)."""
-    d = cfg.to_dict()
-    for item in items:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        node = d
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not sep or parts[0] in ("name", "profile") or not isinstance(node, dict) or parts[-1] not in node \
-                or isinstance(node[parts[-1]], dict):
-            raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a leaf of the resolved "
-                                     f"config (e.g. train.epochs=3); see config.yaml of a run")
-        node[parts[-1]] = _parse_value(text)
-    hints = {f.name: f.type for f in dataclasses.fields(RunConfig)}
-    if not isinstance(d["seed"], int) or isinstance(d["seed"], bool):
-        raise config.ConfigError(f"seed: expected int, got {d['seed']!r}")
-    sections = {k: config.build(hints[k], d[k], k) for k in d if dataclasses.is_dataclass(hints[k])}
-    new = RunConfig(name=cfg.name, profile=cfg.profile, seed=d["seed"], **sections)
-    config._validate(new)
-    return new
-
-
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         main = os.environ.get("RANK", "0") == "0"
@@ -586,7 +551,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     _setup_logging()
     try:
-        cfg = apply_overrides(config.load(args.params, args.config, args.profile), args.set)
+        cfg = config.with_overrides(config.load(args.params, args.config, args.profile), args.set)
         train(cfg, args.out, resume=not args.no_resume, track=False if args.no_track else None,
               work_dir=args.work_dir)
     except (tracking.TrackingError, FloatingPointError, mmpose_log.LogFormatError) as e:   # exit 1, one line

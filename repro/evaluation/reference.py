@@ -1,7 +1,7 @@
 """Tier E's committed smoke reference (reports/reference): where it is, how it is evaluated, data digests.
 
 The files are made by `repro reference` (repro/reference_build.py); the DVC stage evaluate_reference and
-tier E of repro/report/gates.py read them. The evaluation is the smoke profile's in fp32 (eval.amp none), so the
+tier E (repro/report/tiers.py) reads them. The evaluation is the smoke profile's in fp32 (eval.amp none), so the
 golden predictions compare on any CPU.
 """
 import dataclasses

@@ -1,14 +1,10 @@
-"""The per-model metrics files that `compare` and the gates read: reports/metrics/<name>.json.
+"""The content of a metrics record (repro/records.py names, reads and writes them).
 
 Each file holds the 10 COCO keypoint stats, the counts, and what produced them (profile, source,
 checkpoint, evaluation settings), so a reviewer never has to guess which boxes or weights were used.
 """
-import json
-from pathlib import Path
-
-from repro import atomic, machine
+from repro import machine
 from repro.config import RunConfig
-from repro.errors import InputFileError
 
 
 def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, training: dict | None = None) -> dict:
@@ -28,15 +24,3 @@ def not_run_record(cfg: RunConfig, source: str, reason: str) -> dict:
     """A metrics file for a stage that had nothing to measure, so the gates report it instead of passing."""
     return {"status": "not_run", "reason": reason, "config": cfg.name, "profile": cfg.profile, "source": source}
 
-
-def write(path, record: dict) -> Path:
-    return atomic.write_json(path, record)
-
-
-def read(path) -> dict:
-    """A metrics file's mapping; InputFileError naming the file when it is damaged."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputFileError(f"{path}: damaged metrics file, not valid JSON ({e})") from None

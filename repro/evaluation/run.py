@@ -17,17 +17,9 @@ path and the val data digests; smoke profile only).
 import time
 from pathlib import Path
 
-from repro import atomic, checkpoint as ckpt_io, config, machine, tracking
+from repro import atomic, checkpoint as ckpt_io, config, machine, records, tracking
 from repro.errors import ReproError
 from repro.evaluation import evaluate, ledger, reference, results
-
-SOURCES = ("trained", "published", "reference")
-
-
-def tag(name: str, source: str) -> str:
-    """The name of a source's metrics file and evaluation directory: `256x192`, `published_256x192`, ..."""
-    return name if source == "trained" else f"{source}_{name}"
-
 
 def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, published_dir,
                  ledger_dir=None, use_gt_bbox: bool | None = None) -> dict:
@@ -35,7 +27,7 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
 
     Args:
         cfg: the run configuration (config.load); `amp: auto` is resolved here.
-        source: one of SOURCES.
+        source: one of records.SOURCES.
         checkpoint: the checkpoint file of source "trained".
         metrics_path: the metrics record (reports/metrics/<tag>.json in the pipeline).
         eval_dir: where predictions.json and metrics.json go (outputs/eval/<tag>).
@@ -58,16 +50,16 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
     atomic.check_writable(metrics_path.parent)   # before the download and the evaluation, not after them
     if source == "reference":
         record, cfg = evaluate_reference(cfg, eval_dir)
-        results.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
+        records.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
         if record.get("status") == "not_run":   # the stage's out (outputs/eval/<tag>) says why, as the metrics do
-            results.write(eval_dir / "metrics.json", record)
+            records.write(eval_dir / "metrics.json", record)
         else:
-            tracking.log_evaluation(f"evaluate_{tag(cfg.name, source)}", cfg, record)
+            tracking.log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record)
         return record
     if source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
         record = results.not_run_record(cfg, source, reason)
-        results.write(metrics_path, record)
+        records.write(metrics_path, record)
         return record
     checkpoint = Path(checkpoint) if checkpoint else None
     if source == "published":
@@ -78,10 +70,10 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
     metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, eval_dir, use_gt_bbox=use_gt_bbox)
     record = {**results.metrics_record(cfg, metrics, source, checkpoint, ckpt_io.training_facts(checkpoint)),
               "eval_wall_time_s": round(time.perf_counter() - start, 3)}   # beside `repro plan`'s estimate
-    results.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
+    records.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
     # A published checkpoint is also registered as the MLflow model cpm-<config>-published (trained ones are
     # registered by their training run, as cpm-<config>).
-    tracking.log_evaluation(f"evaluate_{tag(cfg.name, source)}", cfg, record,
+    tracking.log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record,
                             model_checkpoint=checkpoint if source == "published" else None)
     if source == "trained" and ledger_dir is not None:   # one retrain more in the seed ledger
         ledger.append(ledger_dir, record, config.published()["metric_names"])

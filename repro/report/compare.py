@@ -16,30 +16,20 @@ Writes, under `out_dir` (reports/):
     diagnosis/<pair>/                with eval_dir: where the AP went between two prediction files
                                      (repro/report/diagnose.py), also the "Diagnosis" section of comparison.md
 as one set (repro.atomic.all_or_none): all of them are replaced, or none.
-The checks themselves live in repro/report/gates.py and repro/engine/curve.py; this module only collects and
-writes them.
+The checks themselves live in repro/report/tiers.py (+ checks.py) and repro/engine/curve.py; this module only
+collects and writes them (tables.py and plots.py draw them).
 The learning-curve flags are reported (comparison.md section, comparison.json `learning_curve`), not gated:
 a run behind the curve mid-schedule can still end within the tier-C tolerance, which is the gate.
 """
 import csv
-import io
 import json
-import math
 from collections import Counter
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from repro import atomic, tracking
+from repro import atomic, config, records, tracking
 from repro.engine import curve, mmpose_log
-from repro.report import gates
-
-DP = 4
-
-
-def _round(value):
-    return None if value is None else round(float(value), DP)
+from repro.report import checks, equivalence, plan, plots, tables, tiers
+from repro.report.tables import render, rounded as _round
 
 
 def run_compare(cfg, *, metrics_dir, models_dir, out_dir, eval_dir) -> dict:
@@ -69,7 +59,7 @@ def run_compare(cfg, *, metrics_dir, models_dir, out_dir, eval_dir) -> dict:
     return summary
 
 
-def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates.PUBLISHED_PATH,
+def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=config.PUBLISHED_PATH,
             baseline_path=None, eval_dir=None, gt_path=None) -> dict:
     """Compare, write the reports and plots, and return the comparison.json content.
 
@@ -77,7 +67,7 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
         metrics_dir: reports/metrics (<name>.json, published_<name>.json).
         models_dir: models (<name>/val_history.csv).
         out_dir: reports.
-        profile: smoke | full; decides which tiers are required (see gates.required_tiers).
+        profile: smoke | full; decides which tiers are required (see tiers.required_tiers).
         published_path: repro/published.yaml.
         baseline_path: the smoke baseline; default published.yaml tolerances.S.baseline.
         eval_dir: outputs/eval (<name>/predictions.json, published_<name>/...); None: no diagnosis.
@@ -87,39 +77,39 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=gates
         The summary written to comparison.json.
     """
     out_dir = Path(out_dir)
-    inputs = gates.load_inputs(metrics_dir, published_path, baseline_path)
-    results = gates.evaluate(inputs)
-    required = gates.required_tiers(profile)
+    inputs = checks.load_inputs(metrics_dir, published_path, baseline_path)
+    results = tiers.check_all(inputs)
+    required = tiers.required_tiers(profile)
     names = list(inputs.published["models"])
     diagnosis = ""
     if eval_dir is not None:   # first: it checks its input files before anything is written
-        from repro.report import diagnose   # imported here: diagnose imports this module's _save_png
+        from repro.report import diagnose   # imported when asked: pycocotools' analysis is not needed otherwise
         diagnosis = "\n" + diagnose.pipeline_section(profile, names, eval_dir, gt_path, out_dir / "diagnosis")
     summary = summarize(results, profile, required, inputs.published["tolerances"]["C"]["suspect_fails"])
-    add_equivalence(summary, gates.equivalences(inputs, required))
-    summary["cost"] = cost_rows(out_dir / "plan" / f"{profile}.json", Path(models_dir), Path(metrics_dir))
+    add_equivalence(summary, equivalence.equivalences(inputs, required))
+    summary["cost"] = plan.cost_rows(out_dir / "plan" / f"{profile}.json", Path(models_dir), Path(metrics_dir))
     histories = val_histories(Path(models_dir), names)
     summary["learning_curve"] = learning_curves(histories, names, profile, inputs.published, Path(models_dir))
     with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
         atomic.write_json(out_dir / "comparison.json", summary)
         atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published) +
                           extra_sections(summary, out_dir / "plan" / f"{profile}.json") + diagnosis)
-        write_val_ap(out_dir / "plots", histories)
-        write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
-        write_learning_curve(out_dir / "plots", summary["learning_curve"])
+        plots.write_val_ap(out_dir / "plots", histories)
+        plots.write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
+        plots.write_learning_curve(out_dir / "plots", summary["learning_curve"])
     return summary
 
 
 def summarize(results, profile: str, required, suspect_fails: bool = False) -> dict:
     """comparison.json: overall verdict, verdict counts, tier status and every row (4 dp)."""
-    problems = gates.failures(results, required, strict=False, suspect_fails=suspect_fails)
+    problems = tiers.failures(results, required, strict=False, suspect_fails=suspect_fails)
     ran = [r for r in results if r.ran]
     verdict = "not_run" if not ran else ("fail" if problems else "pass")
     counts = Counter(row.verdict for r in results for row in r.rows)
     counts.update({"not_run": sum(not r.ran for r in results)})
-    tiers, rows = {}, {}
+    status, rows = {}, {}
     for r in results:
-        tiers.setdefault(r.tier, {})[r.config] = {
+        status.setdefault(r.tier, {})[r.config] = {
             "status": "ran" if r.ran else "not_run", "required": r.tier in required,
             "verdict": tier_verdict(r, suspect_fails),
             "reason": r.not_run}
@@ -129,7 +119,7 @@ def summarize(results, profile: str, required, suspect_fails: bool = False) -> d
                 "delta": _round(row.delta), "tolerance": row.tolerance, "verdict": row.verdict}
     return {"profile": profile, "verdict": verdict, "required_tiers": list(required),
             "counts": {v: counts.get(v, 0) for v in ("pass", "fail", "suspect", "info", "not_run")},
-            "tiers": tiers, "results": rows}
+            "tiers": status, "results": rows}
 
 
 def tier_verdict(result, suspect_fails: bool = False) -> str:
@@ -154,12 +144,10 @@ def markdown(results, summary: dict, published: dict) -> str:
             out.append(f"**not run**: {r.not_run}\n")
             continue
         out.append(f"Metrics: `{r.path}`\n")
-        header = ("metric", "published" if r.tier != "S" else "baseline", "measured", "delta", "tolerance",
-                  "verdict", "note")
-        out.append(gates.render(header, [gates.row_cells(row)[2:] for row in r.rows], markdown=True))
+        header = ("metric", tiers.TIERS[r.tier].against, "measured", "delta", "tolerance", "verdict", "note")
+        out.append(render(header, [tables.check_cells(row)[2:] for row in r.rows], markdown=True))
     out.append("## Which tiers ran\n")
-    out.append(gates.render(("tier", "config", "status", "metrics file", "reason"), gates.status_rows(results),
-                            markdown=True))
+    out.append(render(tables.STATUS_COLUMNS, tables.status_cells(results), markdown=True))
     out.append(learning_curve_markdown(summary["learning_curve"], published["learning_curve"]))
     out.append("## Tolerances (repro/published.yaml)\n")
     for tier, tol in published["tolerances"].items():
@@ -179,57 +167,18 @@ def add_equivalence(summary: dict, rows: list) -> None:
             "tolerance": "TOST" if e["margin"] is None else f"TOST ±{e['margin']:.4f}", "verdict": e["verdict"]}
 
 
-def actual_seconds(stage: str, models_dir, metrics_dir) -> float | None:
-    """The measured wall time of a stage after a run, or None when it was not recorded."""
-    kind, _, name = stage.partition("@")
-    if kind == "train":
-        path, key = Path(models_dir) / name / "metrics.json", "wall_time_s"
-    elif kind in ("evaluate", "evaluate_published"):
-        tag = name if kind == "evaluate" else f"published_{name}"
-        path, key = Path(metrics_dir) / f"{tag}.json", "eval_wall_time_s"
-    else:
-        return None
-    try:
-        value = json.loads(path.read_text()).get(key)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def cost_rows(plan_path: Path, models_dir: Path, metrics_dir: Path) -> list:
-    """[{"stage", "estimate_s", "actual_s", "ratio"}] per stage of the plan `repro plan` wrote at plan_path
-    (ratio = actual / estimate; None where unknown); [] when there is no plan."""
-    if not plan_path.is_file():
-        return []
-    rows = []
-    for s in json.loads(plan_path.read_text())["stages"]:
-        actual = actual_seconds(s["stage"], models_dir, metrics_dir)
-        ratio = actual / s["seconds"] if actual is not None and s["seconds"] > 0 else None
-        rows.append({"stage": s["stage"], "estimate_s": s["seconds"], "actual_s": actual,
-                     "ratio": None if ratio is None else round(ratio, 3)})
-    return rows
-
-
-def render_cost(rows: list, markdown: bool = False) -> str:
-    """The estimate-vs-actual table."""
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    return gates.render(("stage", "estimate s", "actual s", "actual / estimate"),
-                 [[r["stage"], fmt(r["estimate_s"], ".1f"), fmt(r["actual_s"], ".1f"), fmt(r["ratio"], ".3f")]
-                  for r in rows], markdown)
-
-
 def extra_sections(summary: dict, plan_path: Path) -> str:
     """comparison.md: equivalence over retrains (seed ledger) and the cost estimate beside the actual."""
     out = ["\n## Equivalence over retrains (seed ledger)\n",
            f"Mean AP of every retrain recorded in `reports/ledger/` against the reference, two one-sided t tests "
-           f"at alpha {gates.EQUIVALENCE_ALPHA} (equivalent when the 90% CI lies within reference ± margin); "
+           f"at alpha {equivalence.ALPHA} (equivalent when the 90% CI lies within reference ± margin); "
            f"fewer than 2 seeds: not_enough_seeds. Reported beside the single-run verdicts above.\n"]
-    out.append(gates.render_equivalence(summary["equivalence"], markdown=True) if summary["equivalence"]
+    out.append(tables.render_equivalence(summary["equivalence"], markdown=True) if summary["equivalence"]
                else "(no ledger tier for this profile)\n")
     out.append("\n## Cost: estimate (`repro plan`) vs actual\n")
     if summary["cost"]:
         out.append(f"Estimate: `{plan_path}`. Actual: wall time recorded by each stage.\n")
-        out.append(render_cost(summary["cost"], markdown=True))
+        out.append(plan.render_cost(summary["cost"], markdown=True))
     else:
         out.append(f"**not run**: {plan_path} does not exist (`repro plan` or the DVC stage `plan` writes it)\n")
     return "\n".join(out)
@@ -247,30 +196,6 @@ def val_histories(models_dir: Path, names) -> dict:
     return histories
 
 
-def _csv(header, rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def write_val_ap(plots_dir: Path, histories: dict):
-    """plots/val_ap.csv (config, epoch, AP; long format) and plots/val_ap.png (one line per config)."""
-    rows = [(name, epoch, _round(ap)) for name in histories for epoch, ap in sorted(histories[name])]
-    atomic.write_text(plots_dir / "val_ap.csv", _csv(("config", "epoch", "AP"), rows))
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    for name, points in histories.items():
-        epochs, aps = zip(*sorted(points)) if points else ((), ())
-        ax.plot(epochs, aps, marker="o", label=name)
-    ax.set(xlabel="epoch", ylabel="val AP", title="Validation AP per epoch")
-    ax.grid(alpha=0.3)
-    if histories:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no val_history.csv found", ha="center", transform=ax.transAxes)
-    _save_png(fig, plots_dir / "val_ap.png")
 
 
 def published_vs_measured(inputs) -> list:
@@ -278,41 +203,18 @@ def published_vs_measured(inputs) -> list:
     checkpoint), key "<config> <source> <metric>"; stable order: config, source, metric."""
     rows = []
     for name, entry in inputs.published["models"].items():
-        for tier, source in (("C", "trained"), ("A", "published")):
-            record = gates.read_record(gates.metrics_path(inputs.metrics_dir, tier, name)) or {}
+        for source in ("trained", "published"):   # the evaluations the published table is about
+            record = records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
             if record.get("status") == "not_run" or record.get("source") != source:
                 continue
             for metric, want in entry["results"].items():
-                got = gates.metric_value(record, metric)
+                got = checks.metric_value(record, metric)
                 if got is not None:
                     profile = "" if record.get("profile") == "full" else f" ({record.get('profile')})"
                     rows.append((f"{name} {source}{profile} {metric}", _round(want), _round(got)))
     return rows
 
 
-def write_published_vs_measured(plots_dir: Path, rows: list):
-    """plots/published_vs_measured.csv (metric, published, measured) and a grouped bar chart PNG."""
-    atomic.write_text(plots_dir / "published_vs_measured.csv", _csv(("metric", "published", "measured"), rows))
-    fig = Figure(figsize=(max(6, 0.45 * len(rows) + 2), 4.5))
-    ax = fig.add_subplot()
-    xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [r[1] for r in rows], width=0.4, label="published")
-    ax.bar([x + 0.2 for x in xs], [r[2] for r in rows], width=0.4, label="measured")
-    ax.set_xticks(list(xs), [r[0] for r in rows], rotation=60, ha="right", fontsize=7)
-    ax.set(ylabel="value", ylim=(0, 1), title="Published vs measured")
-    if rows:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no measured metrics", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    _save_png(fig, plots_dir / "published_vs_measured.png")
-
-
-def _save_png(fig: Figure, path: Path):
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig)  # Agg canvas: no display and no global backend switch (CI and DVC run headless)
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    atomic.write_bytes(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------------- learning curve
@@ -369,43 +271,9 @@ def learning_curve_markdown(curves: dict, spec: dict) -> str:
         rows = [(r["epoch"], num(r["measured"]), num(r["reference"]), num(r["delta"], "+.4f"),
                  flag[r["below_band"]]) for r in entry["validations"]]
         out.append(f"{entry['flagged']} of {len(rows)} validation(s) below the band.\n")
-        out.append(gates.render(("epoch", "measured AP", "reference AP", "delta", "flag"), rows, markdown=True))
+        out.append(render(("epoch", "measured AP", "reference AP", "delta", "flag"), rows, markdown=True))
     return "\n".join(out)
 
-
-def write_learning_curve(plots_dir: Path, curves: dict):
-    """plots/learning_curve.csv (config, epoch, measured, reference, lower_bound, below_band) and its PNG:
-    per config, the reference curve with its band, the run's validations, flagged ones marked.
-
-    Args:
-        plots_dir: reports/plots.
-        curves: the `learning_curve` section of the summary (learning_curves).
-    """
-    rows = [(name, r["epoch"], r["measured"], r["reference"],
-             None if r["reference"] is None else _round(r["reference"] - entry["band"]), r["below_band"])
-            for name, entry in curves.items() for r in entry["validations"]]
-    atomic.write_text(plots_dir / "learning_curve.csv",
-                      _csv(("config", "epoch", "measured", "reference", "lower_bound", "below_band"), rows))
-    fig = Figure(figsize=(6 * max(len(curves), 1), 4))
-    for i, (name, entry) in enumerate(curves.items()):
-        ax = fig.add_subplot(1, max(len(curves), 1), i + 1)
-        ax.set(xlabel="epoch", ylabel="val AP", title=f"{name}: run vs reference")
-        ax.grid(alpha=0.3)
-        if entry["status"] != "ran":
-            ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
-            continue
-        ref_e, ref_ap = zip(*entry["reference_curve"])
-        ax.plot(ref_e, ref_ap, color="gray", marker=".", label="reference")
-        ax.fill_between(ref_e, [a - entry["band"] for a in ref_ap], ref_ap, color="gray", alpha=0.2,
-                        label=f"band {entry['band']}")
-        points = [(r["epoch"], r["measured"], r["below_band"]) for r in entry["validations"]]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label="run")
-        flagged = [p for p in points if p[2]]
-        if flagged:
-            ax.plot([p[0] for p in flagged], [p[1] for p in flagged], "rx", markersize=10, label="below band")
-        ax.legend()
-    fig.tight_layout()
-    _save_png(fig, plots_dir / "learning_curve.png")
 
 
 def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
@@ -415,7 +283,7 @@ def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
     Args:
         tracker: the compare run (tracking.Tracker, or anything with its methods).
         curves: the `learning_curve` section of the summary.
-        plots_dir: where write_learning_curve put the plot files.
+        plots_dir: where plots.write_learning_curve put the plot files.
     """
     for name, entry in curves.items():
         for r in entry["validations"]:

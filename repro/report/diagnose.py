@@ -54,8 +54,9 @@ from matplotlib.figure import Figure
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from repro import atomic
-from repro.report.compare import _save_png   # compare imports this module inside compare(): no cycle
+from repro import atomic, records
+from repro.report.plots import save_png
+from repro.report.tables import render
 from repro.skeleton import FLIP_INDICES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
 
 LOC_OKS = 0.1                 # cocoanalyze Params.oksLocThrs: a pair below this is not a localisation error
@@ -306,9 +307,7 @@ def _rounded(value):
 
 
 def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = [["n/a" if c is None else str(c) for c in row] for row in rows]   # None: an AP over no GT person
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+    return render(header, rows, markdown=True, none="n/a")   # None: an AP over no GT person
 
 
 def markdown(report: dict, title: str = "Diagnosis", plot: str = "keypoint_oks.png") -> str:
@@ -347,7 +346,7 @@ def plot_keypoints(report: dict, path: Path):
     ax.set(ylabel="mean keypoint similarity", ylim=(0, 1), title="Keypoint similarity of matched detections")
     ax.legend()
     fig.tight_layout()
-    _save_png(fig, path)
+    save_png(fig, path)
 
 
 def write_report(report: dict, out_dir, title: str = "Diagnosis") -> str:
@@ -363,12 +362,12 @@ def write_report(report: dict, out_dir, title: str = "Diagnosis") -> str:
 def pipeline_pairs(profile: str, names, eval_dir) -> list[tuple[str, Path, Path]]:
     """(name, A, B) prediction files the compare stage diagnoses: smoke, the first config against each
     other one; full, each published checkpoint (A) against its retrain (B), where both exist."""
-    eval_dir = Path(eval_dir)
+    predictions = lambda name, source: records.predictions_path(name, source, eval_dir)  # noqa: E731
     if profile == "smoke":
-        pairs = [(f"{names[0]}_vs_{n}", eval_dir / names[0], eval_dir / n) for n in names[1:]]
+        pairs = [(f"{names[0]}_vs_{n}", predictions(names[0], "trained"), predictions(n, "trained"))
+                 for n in names[1:]]
     else:
-        pairs = [(n, eval_dir / f"published_{n}", eval_dir / n) for n in names]
-    pairs = [(n, a / "predictions.json", b / "predictions.json") for n, a, b in pairs]
+        pairs = [(n, predictions(n, "published"), predictions(n, "trained")) for n in names]
     return [(n, a, b) for n, a, b in pairs if a.is_file() and b.is_file()]
 
 

@@ -12,13 +12,13 @@ COCO post-processing and pycocotools (seconds: reports/benchmarks/eval_cpu.md), 
 start-up. The DVC stage `plan` writes reports/plan/<profile>.json before training; `compare` puts it beside
 the measured times (models/<config>/metrics.json wall_time_s, reports/metrics/*.json eval_wall_time_s).
 """
-import argparse
+import json
 import math
 from pathlib import Path
 
 import yaml
 
-from repro import atomic, config
+from repro import atomic, config, records
 
 THROUGHPUT_PATH = Path(__file__).parents[1] / "throughput.yaml"   # repro/throughput.yaml
 PLAN_DIR = Path("reports/plan")
@@ -155,7 +155,7 @@ def _duration(seconds: float) -> str:
 
 def render(plan: dict, markdown: bool = False) -> str:
     """The plan as a table: stage, estimated time, devices, device-hours, basis."""
-    from repro.report.gates import render as table
+    from repro.report.tables import render as table
     rows = [[s["stage"], _duration(s["seconds"]), f"{s['seconds']:.1f}", s["devices"], f"{s['device_hours']:.4f}",
              s["basis"]] for s in plan["stages"]]
     rows.append(["total", _duration(plan["total_s"]), f"{plan['total_s']:.1f}", "",
@@ -226,32 +226,42 @@ def run_plan(params_path="params.yaml", profile: str | None = None, out_dir=PLAN
     return plan, write(plan, out_dir)
 
 
-def plan_main(argv=None) -> int:
-    """`repro plan`: print the estimate table and write reports/plan/<profile>.json (or --check it)."""
-    parser = argparse.ArgumentParser(prog="repro plan", description=plan_main.__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--profile", choices=config.PROFILES, help="default: params.yaml's profile")
-    parser.add_argument("--gpu", help=f"a device of {THROUGHPUT_PATH.name} instead of probing this machine")
-    parser.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
-    parser.add_argument("--probe-batch", type=int, help="probe at this batch (scaled linearly to the configured one)")
-    parser.add_argument("--bandwidth", type=float, default=DOWNLOAD_MB_S, help="MB/s assumed for the COCO download")
-    parser.add_argument("--out-dir", default=str(PLAN_DIR))
-    parser.add_argument("--check", action="store_true", help="compare the written plan with the measured times")
-    args = parser.parse_args(argv)
-    if args.check:
-        profile = args.profile or config.read_params(args.params)["profile"]
-        path = Path(args.out_dir) / f"{profile}.json"
-        if not path.is_file():
-            parser.exit(2, f"repro plan --check: {path} does not exist (run `repro plan` first)\n")
-        from repro.report import compare   # the estimate-vs-actual table is part of the comparison
-        print(compare.render_cost(compare.cost_rows(path, Path("models"), Path("reports/metrics"))))
-        return 0
+# ------------------------------------------------------------------- estimate against the measured times
+def actual_seconds(stage: str, models_dir, metrics_dir) -> float | None:
+    """The measured wall time of a stage after a run, or None when it was not recorded."""
+    kind, _, name = stage.partition("@")
+    if kind == "train":
+        path, key = Path(models_dir) / name / "metrics.json", "wall_time_s"
+    elif kind in ("evaluate", "evaluate_published"):
+        source = "trained" if kind == "evaluate" else "published"
+        path, key = records.metrics_path(name, source, metrics_dir), "eval_wall_time_s"
+    else:
+        return None
     try:
-        plan, path = run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
-                              probe_batch=args.probe_batch, bandwidth_mb_s=args.bandwidth)
-    except config.ConfigError as e:
-        parser.exit(2, f"repro plan: {e}\n")
-    print(f"{plan['profile']} profile on {plan['hardware']}, world size {plan['world_size']}")
-    print(render(plan))
-    print(f"wrote {path}")
-    return 0
+        value = json.loads(path.read_text()).get(key)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def cost_rows(plan_path: Path, models_dir: Path, metrics_dir: Path) -> list:
+    """[{"stage", "estimate_s", "actual_s", "ratio"}] per stage of the plan `repro plan` wrote at plan_path
+    (ratio = actual / estimate; None where unknown); [] when there is no plan."""
+    if not plan_path.is_file():
+        return []
+    rows = []
+    for s in json.loads(plan_path.read_text())["stages"]:
+        actual = actual_seconds(s["stage"], models_dir, metrics_dir)
+        ratio = actual / s["seconds"] if actual is not None and s["seconds"] > 0 else None
+        rows.append({"stage": s["stage"], "estimate_s": s["seconds"], "actual_s": actual,
+                     "ratio": None if ratio is None else round(ratio, 3)})
+    return rows
+
+
+def render_cost(rows: list, markdown: bool = False) -> str:
+    """The estimate-vs-actual table."""
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    from repro.report.tables import render
+    return render(("stage", "estimate s", "actual s", "actual / estimate"),
+                 [[r["stage"], fmt(r["estimate_s"], ".1f"), fmt(r["actual_s"], ".1f"), fmt(r["ratio"], ".3f")]
+                  for r in rows], markdown)

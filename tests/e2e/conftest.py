@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import config, pipeline
+from repro import config
 from repro.data import synthetic
 from tests.conftest import REPO
 
@@ -57,7 +57,7 @@ def repro_cmd(*args) -> list:
 
 def make_project(workdir: Path, overrides: dict) -> Path:
     """params.yaml (the repo's, with dotted overrides) and its synthetic data in `workdir`."""
-    params = pipeline.override_params(config.read_params(REPO / "params.yaml"), overrides)
+    params = config.override_params(config.read_params(REPO / "params.yaml"), overrides)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cfg = config.load(workdir / "params.yaml", "256x192")
     synthetic.generate(cfg.synthetic, workdir / cfg.data.root)

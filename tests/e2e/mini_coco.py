@@ -36,9 +36,8 @@ import yaml
 from repro.config import CPMConfig, SyntheticConfig
 from repro.data import synthetic
 from repro.model import build_cpm
-from tests.conftest import COCO_SAMPLE, REPO
+from tests.conftest import CONFIGS, COCO_SAMPLE, REPO
 
-CONFIGS = ("256x192", "384x288")
 CHECKPOINTS = {"256x192": "cpm_coco_256x192-aa4ba095_20200817.pth",
                "384x288": "cpm_coco_384x288-80feb4bc_20200821.pth"}
 LOGS = {"256x192": "cpm_coco_256x192_20200817.log.json", "384x288": "cpm_coco_384x288_20200821.log.json"}

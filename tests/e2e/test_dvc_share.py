@@ -17,13 +17,12 @@ import pytest
 import yaml
 
 from repro.report import record
-from tests.conftest import REPO
+from tests.conftest import CONFIGS, REPO
 
 REAL = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = ("train", "evaluate", "compare")
 UPSTREAM = {"train": [], "evaluate": ["models/${key}/best.pth"],
             "compare": ["reports/metrics/256x192.json", "reports/metrics/384x288.json"]}
-CONFIGS = ("256x192", "384x288")
 
 FAKE = '''"""Writes every output dvc.yaml declares for one stage (stand-in for the real stage command)."""
 import json, pathlib, sys, yaml

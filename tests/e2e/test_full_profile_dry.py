@@ -7,9 +7,8 @@ up its run cache), so the listing uses `--dry --force`, which lists every stage 
 import re
 import subprocess
 
-from tests.conftest import REPO, fresh_copy
+from tests.conftest import CONFIGS, REPO, fresh_copy
 
-CONFIGS = ("256x192", "384x288")
 
 
 def test_full_profile_dry_run_lists_every_stage_command(tmp_path):

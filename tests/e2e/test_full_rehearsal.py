@@ -29,12 +29,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from repro import checkpoint
-from tests.conftest import HANG_GUARD_S, fresh_copy, git, sh, user_env
+from tests.conftest import CONFIGS, HANG_GUARD_S, fresh_copy, git, sh, user_env
 from tests.e2e import mini_coco
 
 pytestmark = pytest.mark.slow
 
-CONFIGS = ("256x192", "384x288")
 # dvc exp run -S: the published recipe, shortened (epochs, batch, loader workers, eval batch, probe) and made
 # deterministic so that a resumed run can be compared bit for bit; the network stays the published one.
 OVERRIDES = ["profile=full", "recipe.train.epochs=2", "recipe.train.deterministic=true",

@@ -14,12 +14,12 @@ from mlflow.tracking import MlflowClient
 from repro import checkpoint, config, machine
 from repro.evaluation import evaluate
 from repro.model import build_cpm
-from tests.conftest import REPO, sh
+from tests.conftest import CONFIGS, REPO, sh
 from tests.e2e import mlflow_ui
 from tests.e2e.conftest import repro_cmd, run
 
 pytestmark = pytest.mark.slow
-NAMES = ("256x192", "384x288")
+NAMES = CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_both_configs_are_trained_and_evaluated_with_all_ten_stats(pipeline, nam
     history = (project / f"models/{name}/val_history.csv").read_text().splitlines()[1:]
     assert len(history) == 1, history      # validated once, after the second (last) fine-tuning epoch
     # The evaluate stage gives the training's last validation to the last digit; `repro baseline` and the planted
-    # tests (repro.pipeline.run_smoke) take their metrics from that validation, so this is what they rely on.
+    # tests (repro.smoke.run_smoke) take their metrics from that validation, so this is what they rely on.
     validated = checkpoint.read_checkpoint(project / f"models/{name}/best.pth")["meta"]["best"]
     assert {k: validated[k] for k in evaluate.STAT_NAMES} == {k: metrics[k] for k in evaluate.STAT_NAMES}
     trained = json.loads((project / f"models/{name}/metrics.json").read_text())

@@ -12,7 +12,7 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from repro import checkpoint, config, pipeline, tracking
+from repro import checkpoint, config, tracking
 from repro.engine import train
 from repro.model import build_cpm
 from tests.e2e.conftest import make_project, repro_cmd, repro_env
@@ -113,7 +113,7 @@ def test_a_store_failure_at_the_epoch_end_flush_keeps_last_pth(project, monkeypa
         tracker.client.log_batch = fail
         return tracker
     monkeypatch.setattr(tracking, "start", start_then_break)
-    params = pipeline.override_params(config.read_params(project / "params.yaml"), {
+    params = config.override_params(config.read_params(project / "params.yaml"), {
         "profiles.smoke.train.epochs": 1, "profiles.smoke.train.val_interval": 1,
         "profiles.smoke.train.milestones": [1], "profiles.smoke.train.init_from": None})
     cfg = config.resolve(params, "256x192")

@@ -6,7 +6,7 @@ import pytest
 from repro import atomic
 from repro.evaluation import reference
 from repro.reference_build import generate_val
-from repro.report import gates
+from repro.report import checks, tiers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +30,6 @@ def run_tier_e(smoke_val, tmp_path, monkeypatch):
             cfg = reference.eval_config("params.yaml", name, smoke_val, overrides)
             record = reference.evaluate_record(cfg, index["configs"][name], tmp_path / name)
             atomic.write_json(tmp_path / "metrics" / f"reference_{name}.json", record)
-        results = gates.evaluate(gates.load_inputs(tmp_path / "metrics"), ("E",), names)
-        return results, gates.failures(results, ("E",), strict=True)
+        results = tiers.check_all(checks.load_inputs(tmp_path / "metrics"), ("E",), names)
+        return results, tiers.failures(results, ("E",), strict=True)
     return run

@@ -8,32 +8,33 @@ run and pass; the full-profile tiers (A, C) must say why they did not run, never
 """
 import pytest
 
-from repro.report import gates
+from repro.report import checks, tables, tiers
+from tests.conftest import CONFIGS
 
 pytestmark = pytest.mark.slow
-NAMES = ("256x192", "384x288")
+NAMES = CONFIGS
 
 
 @pytest.fixture(scope="module")
 def inputs(smoke_pipeline):
     project, _ = smoke_pipeline
-    return gates.load_inputs(project / "reports/metrics", gates.PUBLISHED_PATH,
+    return checks.load_inputs(project / "reports/metrics", config.PUBLISHED_PATH,
                              project / "reports/baselines/smoke.json")
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("tier", gates.PROFILE_TIERS["smoke"])
+@pytest.mark.parametrize("tier", tiers.profile_tiers("smoke"))
 def test_smoke_tiers_run_and_pass(tier, name, inputs, smoke_pipeline, monkeypatch):
     monkeypatch.chdir(smoke_pipeline[0])   # the records name their files relative to the project, as dvc ran them
-    result = gates.evaluate_tier(tier, name, inputs)
+    result = tiers.check_tier(tier, name, inputs)
     assert result.ran, f"tier {tier}, {name}: not run: {result.not_run}"
-    table = gates.render_results([result])
+    table = tables.render_results([result])
     print(table)   # shown with -rA / -s, and on failure
     assert not result.failed(), f"tier {tier}, {name}: out of tolerance\n\n{table}"
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("tier", gates.PROFILE_TIERS["full"])
+@pytest.mark.parametrize("tier", tiers.profile_tiers("full"))
 def test_full_profile_tiers_say_why_they_did_not_run(tier, name, inputs):
-    result = gates.evaluate_tier(tier, name, inputs)
+    result = tiers.check_tier(tier, name, inputs)
     assert not result.ran and "profile" in result.not_run, (tier, name, result.not_run)

@@ -25,10 +25,10 @@ import shutil
 
 import pytest
 
-from repro import pipeline
+from repro import smoke
 from repro.data import transforms
 from repro.engine import train
-from repro.report import gates
+from repro.report import checks, tables, tiers
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ NAME = "256x192"
 
 @pytest.fixture(scope="module")
 def inputs():
-    base = gates.load_inputs(REPO / "reports/metrics", gates.PUBLISHED_PATH, REPO / "reports/baselines/smoke.json")
+    base = checks.load_inputs(REPO / "reports/metrics", config.PUBLISHED_PATH, REPO / "reports/baselines/smoke.json")
     if base.baseline is None:
         pytest.fail(f"no smoke baseline at {base.baseline_path}: run `repro baseline` and commit it", pytrace=False)
     return base
@@ -46,11 +46,11 @@ def inputs():
 def tier_s(inputs, metrics: dict, tmp_path) -> list:
     """The tier-S rows for `metrics` as if the pipeline had written them."""
     (tmp_path / f"{NAME}.json").write_text(json.dumps(metrics))
-    result = gates.evaluate_tier("S", NAME, gates.GateInputs(
+    result = tiers.check_tier("S", NAME, checks.GateInputs(
         published=inputs.published, metrics_dir=tmp_path, baseline=inputs.baseline,
         baseline_path=inputs.baseline_path, platform=inputs.platform))
     assert result.ran, result.not_run
-    print(gates.render_results([result]))
+    print(tables.render_results([result]))
     return list(result.rows)
 
 
@@ -64,7 +64,7 @@ def fine_tune(workdir, data, overrides=None) -> dict:
     set, copied rather than generated again), metrics as the evaluate stage would write them (the training's
     last validation, which the smoke e2e test shows the evaluate stage gives to the last digit)."""
     shutil.copytree(data, workdir / "data" / data.name)
-    return pipeline.run_smoke(0, workdir=workdir, names=[NAME], overrides=overrides)[NAME]
+    return smoke.run_smoke(0, workdir=workdir, names=[NAME], overrides=overrides)[NAME]
 
 
 def no_flip_swap(monkeypatch):
@@ -93,5 +93,5 @@ def test_the_training_gate_catches(plant, inputs, smoke_pipeline, tmp_path_facto
         patch(monkeypatch)
     data = smoke_pipeline[0] / "data" / "smoke"
     rows = tier_s(inputs, fine_tune(tmp_path_factory.mktemp("plant"), data, overrides), tmp_path)
-    assert band_failures(rows), f"tier S did not catch {plant}:\n" + gates.render(
-        gates.COLUMNS, [gates.row_cells(r) for r in rows])
+    assert band_failures(rows), f"tier S did not catch {plant}:\n" + tables.render(
+        tables.CHECK_COLUMNS, [tables.check_cells(r) for r in rows])

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from repro import atomic, checkpoint, cli, config, pipeline
+from repro import atomic, checkpoint, cli, config
 from repro.data import synthetic
 from repro.model import build_cpm
 from tests.conftest import REPO
@@ -55,7 +55,7 @@ def snapshot(root: Path) -> dict:
 def project(tmp_path_factory) -> Path:
     """params.yaml and 4+4 synthetic images in the COCO layout (about a second)."""
     root = tmp_path_factory.mktemp("bad_input")
-    params = pipeline.override_params(config.read_params(REPO / "params.yaml"), {
+    params = config.override_params(config.read_params(REPO / "params.yaml"), {
         "profiles.smoke.data.synthetic.train_images": 4, "profiles.smoke.data.synthetic.val_images": 4})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cfg = config.load(root / "params.yaml", "256x192")
@@ -320,7 +320,7 @@ def test_compare_writes_its_reports_as_a_set(tmp_path, monkeypatch):
     def broken(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(compare, "write_published_vs_measured", broken)   # fails after the first files
+    monkeypatch.setattr(compare.plots, "write_published_vs_measured", broken)   # fails after the first files
     _write(metrics / "256x192.json", smoke_record(ap=0.9))
     with pytest.raises(OSError, match="disk full"):
         compare.compare(metrics, tmp_path / "models", reports, "smoke", baseline_path=base)

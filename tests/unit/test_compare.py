@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from repro import machine
-from repro.report import baseline, compare, gates
+from repro import config, machine
+from repro.report import baseline, compare
 
 from tests.unit.test_diagnose import gt_file  # noqa: F401  (fixture)
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
@@ -15,7 +15,7 @@ from tests.unit.test_mmpose_log import log_text
 
 @pytest.fixture
 def published():
-    with open(gates.PUBLISHED_PATH) as f:
+    with open(config.PUBLISHED_PATH) as f:
         return yaml.safe_load(f)
 
 
@@ -23,7 +23,7 @@ def published():
 def tree(tmp_path, published, monkeypatch):
     """reports/metrics with full-profile metrics (trained + published checkpoint), val histories, a baseline."""
     monkeypatch.setattr(machine, "fingerprint", lambda: dict(PLATFORM))
-    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
+    monkeypatch.delenv(config.GATE_TIERS_ENV, raising=False)
     metrics = tmp_path / "reports/metrics"
     write(metrics / "256x192.json", record(shifted(published, "256x192", {"AP": -0.003, "AR": 0.01})))
     write(metrics / "384x288.json", record(shifted(published, "384x288", {"AP": 0.02})))
@@ -105,7 +105,7 @@ def test_published_vs_measured_data_and_png(tree):
 
 
 def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path, monkeypatch):
-    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
+    monkeypatch.delenv(config.GATE_TIERS_ENV, raising=False)
     summary = compare.compare(tmp_path / "reports/metrics", tmp_path / "models", tmp_path / "reports", "smoke",
                               baseline_path=tmp_path / "none.json")
     assert summary["verdict"] == "not_run"

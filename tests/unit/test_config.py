@@ -88,3 +88,14 @@ def test_stop_below_published_is_off_by_default_and_parsed_when_set(params):
     cfg = config.resolve(on, "256x192", "full")
     assert cfg.train.stop_below_published == config.StopBelowPublished(margin=0.05, from_epoch=30)
     assert cfg.to_dict()["train"]["stop_below_published"] == {"margin": 0.05, "from_epoch": 30}
+
+
+def test_params_and_the_published_table_name_the_same_input_sizes(tmp_path):
+    """A size in params.yaml only would be trained and left out of every report; one in published.yaml only
+    reported as not run forever. Both files are read, and a disagreement names both."""
+    assert set(config.input_sizes(REPO / "params.yaml")) == set(config.published()["models"])
+    params = config.read_params(REPO / "params.yaml")
+    params["configs"]["512x384"] = dict(params["configs"]["384x288"])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(config.ConfigError, match=r"params.yaml configs .*512x384.* differ from .*published.yaml"):
+        config.input_sizes(tmp_path / "params.yaml")

@@ -1,9 +1,9 @@
 """`repro gate` and `compare` over the seed ledger: TOST beside the single-run verdicts, both profiles."""
 import json
 
-from repro import machine
+from repro import cli, machine
 from repro.evaluation import ledger
-from repro.report import compare, gates
+from repro.report import checks, compare, equivalence
 from tests.conftest import REPO
 
 BASELINE = REPO / "reports/baselines/smoke.json"
@@ -16,16 +16,16 @@ def retrain(reports, profile, name, seed, ap):
 
 
 def inputs(reports):
-    return gates.load_inputs(reports / "metrics", baseline_path=BASELINE, platform={})
+    return checks.load_inputs(reports / "metrics", baseline_path=BASELINE, platform={})
 
 
 def test_tier_c_three_retrains_near_the_published_ap_are_equivalent(tmp_path):
     for seed, ap in enumerate([0.621, 0.624, 0.622]):
         retrain(tmp_path, "full", "256x192", seed, ap)
-    e = gates.equivalence("C", "256x192", inputs(tmp_path))
+    e = equivalence.equivalence("C", "256x192", inputs(tmp_path))
     assert (e["seeds"], e["reference"], e["margin"]) == ([0, 1, 2], 0.623, 0.005)
     assert e["verdict"] == "equivalent" and abs(e["p_value"] - 0.019506) < 1e-6
-    other = gates.equivalence("C", "384x288", inputs(tmp_path))   # no ledger for this config
+    other = equivalence.equivalence("C", "384x288", inputs(tmp_path))   # no ledger for this config
     assert other["verdict"] == "not_enough_seeds" and other["seeds"] == []
 
 
@@ -34,11 +34,11 @@ def test_tier_s_uses_the_smoke_baseline_mean_and_tolerance(tmp_path):
     base = json.loads(BASELINE.read_text())["precisions"][precision]["configs"]["256x192"]["AP"]
     for seed, offset in enumerate([-0.002, 0.0, 0.002]):
         retrain(tmp_path, "smoke", "256x192", seed, base["mean"] + offset)
-    e = gates.equivalence("S", "256x192", inputs(tmp_path))
+    e = equivalence.equivalence("S", "256x192", inputs(tmp_path))
     assert (e["reference"], e["margin"]) == (base["mean"], base["tolerance"])
     assert e["verdict"] == "equivalent"
     retrain(tmp_path, "smoke", "256x192", 3, base["mean"] + 3 * base["tolerance"])   # a far-off retrain
-    assert gates.equivalence("S", "256x192", inputs(tmp_path))["verdict"] == "not_equivalent"
+    assert equivalence.equivalence("S", "256x192", inputs(tmp_path))["verdict"] == "not_equivalent"
 
 
 def test_gate_reports_not_enough_seeds_and_fails_only_when_equivalence_is_required(tmp_path, capsys):
@@ -46,13 +46,13 @@ def test_gate_reports_not_enough_seeds_and_fails_only_when_equivalence_is_requir
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "256x192.json").write_text(json.dumps(
         {"config": "256x192", "profile": "full", "source": "trained", "seed": 0,   # the published stats
-         **gates.load_inputs(tmp_path / "metrics").published["models"]["256x192"]["results"]}))
+         **checks.load_inputs(tmp_path / "metrics").published["models"]["256x192"]["results"]}))
     argv = ["--tier", "C", "--metrics-dir", str(tmp_path / "metrics"), "--baseline", str(BASELINE)]
-    assert gates.gate_main(argv) == 0   # the single run passes tier C; one seed is reported, not failed
+    assert cli.main(["gate", *argv]) == 0   # the single run passes tier C; one seed is reported, not failed
     out = capsys.readouterr().out
     assert "Equivalence over retrains" in out and "not_enough_seeds" in out
     summary = tmp_path / "summary.md"
-    assert gates.gate_main([*argv, "--require-equivalence", "--summary", str(summary)]) == 1
+    assert cli.main(["gate", *argv, "--require-equivalence", "--summary", str(summary)]) == 1
     assert "C 256x192 equivalence: not_enough_seeds" in capsys.readouterr().out
     assert "### Equivalence over retrains" in summary.read_text()
 

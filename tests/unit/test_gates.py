@@ -6,10 +6,11 @@ import subprocess
 import pytest
 import yaml
 
-from repro import machine
-from repro.report import baseline, gates
+from repro import cli, config, machine, records
+from repro.report import baseline, checks, drift, tables, tiers
+from tests.conftest import CONFIGS
 
-NAMES = ("256x192", "384x288")
+NAMES = CONFIGS
 PLATFORM = {"torch": "2.13.0+cpu", "numpy": "2.0", "arch": "x86_64", "cpu_isa": "AVX2"}
 PROTOCOL = {"flip_test": True, "shift_heatmap": True, "use_gt_bbox": False, "keypoint_score_thr": 0.2,
             "nms_thr": 0.9, "amp": "none"}
@@ -17,7 +18,7 @@ PROTOCOL = {"flip_test": True, "shift_heatmap": True, "use_gt_bbox": False, "key
 
 @pytest.fixture
 def published():
-    with open(gates.PUBLISHED_PATH) as f:
+    with open(config.PUBLISHED_PATH) as f:
         return yaml.safe_load(f)
 
 
@@ -65,7 +66,7 @@ def as_file(entry, precision="fp32") -> dict:
 
 def inputs(tmp_path, published, base=None, platform=PLATFORM):
     """Gate inputs with `base`, one fp32 baseline entry (None: no baseline file)."""
-    return gates.GateInputs(published=published, metrics_dir=tmp_path, baseline=None if base is None else as_file(base),
+    return checks.GateInputs(published=published, metrics_dir=tmp_path, baseline=None if base is None else as_file(base),
                             baseline_path=str(tmp_path / "smoke.json"), platform=platform)
 
 
@@ -78,7 +79,7 @@ def test_tier_a_passes_within_tolerance_at_the_boundary(tmp_path, published):
     # AP exactly 0.002 above (float 0.625 - 0.623 > 0.002 by 2e-18) and secondaries exactly 0.003 off.
     values = shifted(published, "256x192", {"AP": 0.002, "AP50": -0.003, "AR": 0.003})
     write(tmp_path / "published_256x192.json", record(values, source="published"))
-    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("A", "256x192", inputs(tmp_path, published))
     assert result.ran and not result.failed()
     assert set(verdicts(result).values()) == {"pass"}
     assert set(verdicts(result)) == {"AP", "AP50", "AP75", "AR", "AR50", "protocol"}
@@ -88,7 +89,7 @@ def test_tier_a_passes_within_tolerance_at_the_boundary(tmp_path, published):
 def test_tier_a_fails_outside_tolerance(tmp_path, published, metric, delta):
     write(tmp_path / "published_384x288.json",
           record(shifted(published, "384x288", {metric: delta}), source="published"))
-    result = gates.evaluate_tier("A", "384x288", inputs(tmp_path, published))
+    result = tiers.check_tier("A", "384x288", inputs(tmp_path, published))
     assert result.failed()
     assert [m for m, v in verdicts(result).items() if v == "fail"] == [metric]
 
@@ -96,7 +97,7 @@ def test_tier_a_fails_outside_tolerance(tmp_path, published, metric, delta):
 def test_tier_a_not_run_in_the_smoke_profile_says_why(tmp_path, published):
     write(tmp_path / "published_256x192.json",
           {"status": "not_run", "reason": "profile 'smoke' has no published checkpoint", "source": "published"})
-    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("A", "256x192", inputs(tmp_path, published))
     assert not result.ran and result.rows == ()
     assert "no published checkpoint" in result.not_run
 
@@ -106,7 +107,7 @@ def test_tier_a_fails_when_the_eval_protocol_differs(tmp_path, published):
     rec["eval"]["use_gt_bbox"] = True
     rec["eval"]["shift_heatmap"] = False
     write(tmp_path / "published_256x192.json", rec)
-    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("A", "256x192", inputs(tmp_path, published))
     protocol = [r for r in result.rows if r.metric == "protocol"][0]
     assert protocol.verdict == "fail"
     assert "use_gt_bbox" in protocol.note and "shift_heatmap=False" in protocol.note
@@ -116,7 +117,7 @@ def test_a_missing_metric_fails_rather_than_passing(tmp_path, published):
     values = shifted(published, "256x192", {})
     del values["AR50"]
     write(tmp_path / "published_256x192.json", record(values, source="published"))
-    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("A", "256x192", inputs(tmp_path, published))
     assert verdicts(result)["AR50"] == "fail"
 
 
@@ -125,24 +126,24 @@ def test_a_missing_metric_fails_rather_than_passing(tmp_path, published):
                                            (-0.0051, "fail"), (0.0101, "suspect"), (0.02, "suspect")])
 def test_tier_c_ap_verdict(tmp_path, published, d_ap, expected):
     write(tmp_path / "256x192.json", record(shifted(published, "256x192", {"AP": d_ap, "AR": -0.05})))
-    result = gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("C", "256x192", inputs(tmp_path, published))
     assert verdicts(result)["AP"] == expected
     assert verdicts(result)["AR"] == "info"  # secondary stats are reported, not gated
 
 
 def test_suspiciously_high_is_reported_but_fails_only_when_configured(tmp_path, published):
     write(tmp_path / "256x192.json", record(shifted(published, "256x192", {"AP": 0.02})))
-    results = [gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))]
+    results = [tiers.check_tier("C", "256x192", inputs(tmp_path, published))]
     assert not results[0].failed(suspect_fails=False)
     assert results[0].failed(suspect_fails=True)
-    assert gates.failures(results, ("C",), strict=True, suspect_fails=False) == []
-    assert "suspect" in gates.render_results(results)
+    assert tiers.failures(results, ("C",), strict=True, suspect_fails=False) == []
+    assert "suspect" in tables.render_results(results)
     assert "GT boxes" in [r for r in results[0].rows if r.metric == "AP"][0].note
 
 
 def test_tier_c_not_run_on_smoke_metrics(tmp_path, published):
     write(tmp_path / "256x192.json", record(smoke_values(), profile="smoke"))
-    result = gates.evaluate_tier("C", "256x192", inputs(tmp_path, published))
+    result = tiers.check_tier("C", "256x192", inputs(tmp_path, published))
     assert not result.ran and "profile 'smoke'" in result.not_run
 
 
@@ -203,7 +204,7 @@ def test_baseline_needs_three_seeds_and_agreeing_counts(published):
 
 def test_tier_s_passes_and_the_baseline_seed_reproduces_exactly(tmp_path, published, smoke_baseline):
     write(tmp_path / "256x192.json", fake_runs()[0]["256x192"])
-    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
+    result = tiers.check_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
     assert set(verdicts(result).values()) == {"pass"}
     assert verdicts(result)["exact(seed=0)"] == "pass"
 
@@ -212,7 +213,7 @@ def test_tier_s_exact_check_fails_on_a_tiny_change_on_the_same_platform(tmp_path
     rec = fake_runs()[1]["256x192"]
     rec["AP75"] += 1e-4   # inside the tolerance band, but seed 1 on this platform must be bit-identical
     write(tmp_path / "256x192.json", rec)
-    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
+    result = tiers.check_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
     assert verdicts(result)["AP75"] == "pass"
     assert verdicts(result)["exact(seed=1)"] == "fail"
     assert "AP75" in [r.note for r in result.rows if r.metric == "exact(seed=1)"][0]
@@ -223,7 +224,7 @@ def test_tier_s_exact_check_not_run_on_another_platform(tmp_path, published, smo
     rec["AP75"] += 1e-4
     write(tmp_path / "256x192.json", rec)
     other = {**PLATFORM, "cpu_isa": "AVX512"}
-    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline, platform=other))
+    result = tiers.check_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline, platform=other))
     assert verdicts(result)["exact(seed=1)"] == "not_run" and not result.failed()
 
 
@@ -231,9 +232,9 @@ def test_tier_s_fails_past_the_measured_tolerance(tmp_path, published, smoke_bas
     rec = fake_runs()[0]["384x288"]
     rec["AP"] = smoke_baseline["configs"]["384x288"]["AP"]["mean"] - 0.013   # tolerance is 0.012
     write(tmp_path / "384x288.json", rec)
-    result = gates.evaluate_tier("S", "384x288", inputs(tmp_path, published, smoke_baseline))
+    result = tiers.check_tier("S", "384x288", inputs(tmp_path, published, smoke_baseline))
     assert verdicts(result)["AP"] == "fail"
-    assert "fail" in gates.render_results([result])
+    assert "fail" in tables.render_results([result])
 
 
 @pytest.mark.parametrize("loss,verdict", [(0.0111, "pass"), (0.01113, "fail"), (0.0138, "fail"), (None, "fail")])
@@ -243,62 +244,62 @@ def test_tier_s_bands_the_training_loss(tmp_path, published, smoke_baseline, los
     rec = fake_runs()[1]["256x192"]
     rec["train_loss"] = loss   # baseline mean 0.01101, band 0.00011
     write(tmp_path / "256x192.json", rec)
-    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
+    result = tiers.check_tier("S", "256x192", inputs(tmp_path, published, smoke_baseline))
     assert verdicts(result)["train_loss"] == verdict
     assert all(v == "pass" for m, v in verdicts(result).items() if m in published["metric_names"])
 
 
 def test_tier_s_not_run_without_a_baseline(tmp_path, published):
     write(tmp_path / "256x192.json", fake_runs()[0]["256x192"])
-    result = gates.evaluate_tier("S", "256x192", inputs(tmp_path, published, None))
+    result = tiers.check_tier("S", "256x192", inputs(tmp_path, published, None))
     assert not result.ran and "repro baseline --seeds 0 1 2" in result.not_run
 
 
 # ------------------------------------------------------------------------------------------ strictness
 def test_missing_metrics_are_reported_not_passed(tmp_path, published, smoke_baseline):
-    results = gates.evaluate(inputs(tmp_path, published, smoke_baseline))
+    results = tiers.check_all(inputs(tmp_path, published, smoke_baseline))
     assert [(r.tier, r.config) for r in results] == [(t, n) for t in "ACSE" for n in NAMES]
     assert not any(r.ran for r in results)
-    problems = gates.failures(results, ("S",), strict=False)
+    problems = tiers.failures(results, ("S",), strict=False)
     assert problems == ["no tier ran: nothing was measured, so nothing can pass"]
-    table = gates.render_results(results)
+    table = tables.render_results(results)
     assert "not_run" in table and "does not exist" in table
 
 
 def test_strict_mode_fails_only_for_required_tiers_not_run(tmp_path, published, smoke_baseline):
     for name in NAMES:
         write(tmp_path / f"{name}.json", fake_runs()[0][name])
-    results = gates.evaluate(inputs(tmp_path, published, smoke_baseline))
-    assert gates.failures(results, ("S",), strict=False) == []
-    assert gates.failures(results, ("S",), strict=True) == []
-    strict_a = gates.failures(results, ("S", "A"), strict=True)
+    results = tiers.check_all(inputs(tmp_path, published, smoke_baseline))
+    assert tiers.failures(results, ("S",), strict=False) == []
+    assert tiers.failures(results, ("S",), strict=True) == []
+    strict_a = tiers.failures(results, ("S", "A"), strict=True)
     assert len(strict_a) == 2 and all("required tier not run" in p for p in strict_a)
-    assert gates.failures(results, ("S", "A"), strict=False) == []
+    assert tiers.failures(results, ("S", "A"), strict=False) == []
 
 
 def test_strict_and_required_tiers_come_from_flag_env_or_profile(monkeypatch):
-    monkeypatch.delenv(gates.STRICT_ENV, raising=False)
-    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
-    assert not gates.strict_enabled() and gates.strict_enabled(True)
-    monkeypatch.setenv(gates.STRICT_ENV, "1")
-    assert gates.strict_enabled()
-    assert gates.required_tiers("smoke") == ("S", "E") and gates.required_tiers("full") == ("A", "C")
-    monkeypatch.setenv(gates.TIERS_ENV, "A,C")
-    assert gates.required_tiers("smoke") == ("A", "C")
-    assert gates.required_tiers("smoke", ["S"]) == ("S",)
+    monkeypatch.delenv(config.STRICT_GATES_ENV, raising=False)
+    monkeypatch.delenv(config.GATE_TIERS_ENV, raising=False)
+    assert not tiers.strict_enabled() and tiers.strict_enabled(True)
+    monkeypatch.setenv(config.STRICT_GATES_ENV, "1")
+    assert tiers.strict_enabled()
+    assert tiers.required_tiers("smoke") == ("S", "E") and tiers.required_tiers("full") == ("A", "C")
+    monkeypatch.setenv(config.GATE_TIERS_ENV, "A,C")
+    assert tiers.required_tiers("smoke") == ("A", "C")
+    assert tiers.required_tiers("smoke", ["S"]) == ("S",)
 
 
 # ------------------------------------------------------------------------------------------ tables
 def test_table_has_fixed_columns_and_4dp_numbers(tmp_path, published):
     write(tmp_path / "published_256x192.json",
           record(shifted(published, "256x192", {"AP": 0.00123456}), source="published"))
-    result = gates.evaluate_tier("A", "256x192", inputs(tmp_path, published))
-    text = gates.render_results([result])
+    result = tiers.check_tier("A", "256x192", inputs(tmp_path, published))
+    text = tables.render_results([result])
     header = text.splitlines()[0].split()
-    assert header == list(gates.COLUMNS)
+    assert header == list(tables.CHECK_COLUMNS)
     ap_line = [line for line in text.splitlines() if " AP " in line][0].split()
     assert ap_line[:8] == ["A", "256x192", "AP", "0.6230", "0.6242", "+0.0012", "±0.0020", "pass"]
-    md = gates.render_results([result], markdown=True)
+    md = tables.render_results([result], markdown=True)
     assert md.startswith("| tier | config | metric | expected | measured | delta | tolerance | verdict | note |")
 
 
@@ -306,10 +307,10 @@ def test_table_has_fixed_columns_and_4dp_numbers(tmp_path, published):
 def setup_repo(tmp_path, published, smoke_baseline, monkeypatch):
     """A working directory with published.yaml, a baseline and metrics files; returns common argv."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(gates.STRICT_ENV, raising=False)
-    monkeypatch.delenv(gates.TIERS_ENV, raising=False)
+    monkeypatch.delenv(config.STRICT_GATES_ENV, raising=False)
+    monkeypatch.delenv(config.GATE_TIERS_ENV, raising=False)
     monkeypatch.delenv("REPRO_PROFILE", raising=False)
-    monkeypatch.setattr(gates.machine, "fingerprint", lambda: dict(PLATFORM))
+    monkeypatch.setattr(checks.machine, "fingerprint", lambda: dict(PLATFORM))
     (tmp_path / "published.yaml").write_text(yaml.safe_dump(published))
     write(tmp_path / "reports/baselines/smoke.json", as_file(smoke_baseline))
     (tmp_path / "params.yaml").write_text("profile: smoke\n")
@@ -318,16 +319,34 @@ def setup_repo(tmp_path, published, smoke_baseline, monkeypatch):
 
 def test_gate_main_exit_codes(tmp_path, published, smoke_baseline, monkeypatch, capsys):
     argv = setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
-    assert gates.gate_main(argv) == 1                       # nothing measured
+    assert cli.main(["gate", *argv]) == 1                       # nothing measured
     for name in NAMES:
         write(tmp_path / f"reports/metrics/{name}.json", fake_runs()[0][name])
-    assert gates.gate_main(argv) == 0                       # S passes, A/C not run (reported)
-    assert gates.gate_main([*argv, "--strict", "--tier", "A"]) == 1
+    assert cli.main(["gate", *argv]) == 0                       # S passes, A/C not run (reported)
+    assert cli.main(["gate", *argv, "--strict", "--tier", "A"]) == 1
     summary = tmp_path / "summary.md"
-    assert gates.gate_main([*argv, "--tier", "S", "--summary", str(summary)]) == 0
+    assert cli.main(["gate", *argv, "--tier", "S", "--summary", str(summary)]) == 0
     assert "| S | 256x192 | AP |" in summary.read_text()
     out = capsys.readouterr().out
     assert "required tier not run" in out and "gate (not strict): pass" in out
+
+
+def test_drift_reads_only_the_trained_records_of_a_default_run(tmp_path, published, smoke_baseline, monkeypatch,
+                                                                capsys):
+    """A default run also writes reference_<config>.json (tier E) and published_<config>.json (tier A, not run):
+    they are other evaluations, not configs missing from the baseline. A planted drift still fails."""
+    argv = setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
+    for name in NAMES:
+        write(records.metrics_path(name, "trained", "reports/metrics"), fake_runs()[2][name])
+        write(records.metrics_path(name, "reference", "reports/metrics"), {**fake_runs()[2][name], "source": "reference"})
+        write(records.metrics_path(name, "published", "reports/metrics"),
+              {"status": "not_run", "reason": "profile 'smoke'", "config": name, "source": "published"})
+    assert cli.main(["drift", *argv]) == 0, capsys.readouterr().out
+    assert "drift: none" in capsys.readouterr().out
+    planted = {**fake_runs()[2]["256x192"], "AP": fake_runs()[2]["256x192"]["AP"] + 0.2}
+    write(records.metrics_path("256x192", "trained", "reports/metrics"), planted)
+    assert cli.main(["drift", *argv]) == 1
+    assert "DRIFT" in capsys.readouterr().out
 
 
 def test_drift_main_against_working_tree_and_git_revision(tmp_path, published, smoke_baseline, monkeypatch,
@@ -335,7 +354,7 @@ def test_drift_main_against_working_tree_and_git_revision(tmp_path, published, s
     argv = setup_repo(tmp_path, published, smoke_baseline, monkeypatch)
     for name in NAMES:
         write(tmp_path / f"reports/metrics/{name}.json", fake_runs()[2][name])
-    assert gates.drift_main(argv) == 0
+    assert cli.main(["drift", *argv]) == 0
     out = capsys.readouterr().out
     assert "Path" in out and "Change" in out and "reports/metrics/256x192.json" in out
 
@@ -346,10 +365,16 @@ def test_drift_main_against_working_tree_and_git_revision(tmp_path, published, s
     moved = json.loads(json.dumps(smoke_baseline))
     moved["configs"]["256x192"]["AP"]["mean"] = 0.5     # the working-tree baseline now disagrees
     write(tmp_path / "reports/baselines/smoke.json", as_file(moved))
-    assert gates.drift_main(argv) == 1
+    assert cli.main(["drift", *argv]) == 1
     assert "DRIFT" in capsys.readouterr().out
-    assert gates.drift_main([*argv, "--rev", "HEAD"]) == 0
-    assert gates.drift_main([*argv, "--rev", "HEAD", "--baseline", "nope.json"]) == 2
+    assert cli.main(["drift", *argv, "--rev", "HEAD"]) == 0
+    assert cli.main(["drift", *argv, "--rev", "HEAD", "--baseline", "nope.json"]) == 2
+
+
+def run_baseline(monkeypatch, argv, run_smoke) -> int:
+    """`repro baseline ARGV` with the smoke runs injected."""
+    monkeypatch.setattr(cli, "smoke_runner", run_smoke)
+    return cli.main(["baseline", *argv])
 
 
 def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path, published, smoke_baseline,
@@ -362,8 +387,8 @@ def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path
         return fake_runs((seed,))[seed]
 
     out = tmp_path / "reports/baselines/new.json"
-    assert gates.baseline_main(["--seeds", "2", "0", "1", "--precisions", "fp32", "--out", str(out),
-                                "--published", "published.yaml"], run_smoke=run_smoke) == 0
+    assert run_baseline(monkeypatch, ["--seeds", "2", "0", "1", "--precisions", "fp32", "--out", str(out),
+                                "--published", "published.yaml"], run_smoke) == 0
     assert calls == [(0, "none"), (1, "none"), (2, "none")]
     written = json.loads(out.read_text())
     assert written == json.loads(json.dumps(as_file(smoke_baseline)))
@@ -372,16 +397,14 @@ def test_baseline_main_derives_and_writes_atomically_from_injected_runs(tmp_path
     fp32_default = not machine.native_bf16("cpu")
     assert (tmp_path / "reports/ledger/smoke_256x192.json").is_file() == fp32_default
     # Measuring another precision keeps the entry already there.
-    assert gates.baseline_main(["--seeds", "0", "1", "2", "--precisions", "bf16", "--out", str(out),
-                                "--published", "published.yaml"], run_smoke=run_smoke) == 0
+    assert run_baseline(monkeypatch, ["--seeds", "0", "1", "2", "--precisions", "bf16", "--out", str(out),
+                                "--published", "published.yaml"], run_smoke) == 0
     assert calls[-1] == (2, "bf16")
     entries = json.loads((tmp_path / "reports/ledger/smoke_384x288.json").read_text())["entries"]
     assert sorted(e["seed"] for e in entries) == [0, 1, 2] and entries[0]["metrics"]["AP"] == 0.30
     assert sorted(json.loads(out.read_text())["precisions"]) == ["bf16", "fp32"]
     assert not list(out.parent.glob(".*.tmp"))
-    with pytest.raises(SystemExit):
-        gates.baseline_main(["--seeds", "0", "1", "--out", str(out), "--published", "published.yaml"],
-                            run_smoke=run_smoke)
+    assert 2 == run_baseline(monkeypatch, ["--seeds", "0", "1", "--out", str(out), "--published", "published.yaml"], run_smoke)
 
 
 def test_baseline_ledger_entries_name_the_commit_measured_not_their_own_writes(tmp_path, published,
@@ -393,19 +416,19 @@ def test_baseline_ledger_entries_name_the_commit_measured_not_their_own_writes(t
     argv = ["--seeds", "0", "1", "2", "--precisions", default, "--published", "published.yaml"]
     git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
     git("init", "-q")
-    assert gates.baseline_main(argv, run_smoke=lambda seed, amp: fake_runs((seed,))[seed]) == 0
+    assert run_baseline(monkeypatch, argv, lambda seed, amp: fake_runs((seed,))[seed]) == 0
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ledger tracked")
     head = git("rev-parse", "HEAD").stdout.strip()
-    assert gates.baseline_main(argv, run_smoke=lambda seed, amp: fake_runs((seed,))[seed]) == 0
-    for name in ("256x192", "384x288"):
+    assert run_baseline(monkeypatch, argv, lambda seed, amp: fake_runs((seed,))[seed]) == 0
+    for name in NAMES:
         entries = json.loads((tmp_path / f"reports/ledger/smoke_{name}.json").read_text())["entries"]
         assert [e["commit"] for e in entries if e["commit"].startswith(head)] == [head] * 3, entries
 
 
 def test_drift_flags_metrics_that_are_not_from_the_smoke_profile(tmp_path, published, smoke_baseline):
     write(tmp_path / "256x192.json", record(smoke_values(), profile="full"))
-    rows = gates.drift_rows(inputs(tmp_path, published, smoke_baseline))
+    rows = drift.drift_rows(inputs(tmp_path, published, smoke_baseline))
     verdict = {(r[0].rsplit("/", 1)[-1], r[1]): r[-1] for r in rows}
     assert verdict[("256x192.json", "AP")] == "not smoke"
     assert verdict[("384x288.json", "AP")] == "missing"
@@ -427,7 +450,7 @@ def reference_inputs(tmp_path, published, values=None):
     ref = {"profile": "smoke", "data": dict(DIGESTS), "configs": {"256x192": {
         "checkpoint": "x.pth", "sha256": "0" * 64, "predictions": _golden(tmp_path, "golden.json"),
         "stats": {**(values or smoke_values()), "num_images": 100, "num_boxes": 250, "num_instances": 150}}}}
-    return gates.GateInputs(published=published, metrics_dir=tmp_path, platform=PLATFORM, reference=ref,
+    return checks.GateInputs(published=published, metrics_dir=tmp_path, platform=PLATFORM, reference=ref,
                             reference_path=str(tmp_path / "ref.json"))
 
 
@@ -438,7 +461,7 @@ def reference_record(tmp_path, values=None, x0=10.0, data=None) -> dict:
 
 def tier_e(tmp_path, published, rec):
     write(tmp_path / "reference_256x192.json", rec)
-    return gates.evaluate_tier("E", "256x192", reference_inputs(tmp_path, published))
+    return tiers.check_tier("E", "256x192", reference_inputs(tmp_path, published))
 
 
 def test_tier_e_passes_on_the_reference_itself(tmp_path, published):
@@ -482,14 +505,14 @@ def test_tier_e_fails_when_the_data_differ(tmp_path, published):
 
 
 def test_tier_e_not_run_without_reference_or_smoke_record(tmp_path, published):
-    inputs_ = gates.GateInputs(published=published, metrics_dir=tmp_path, reference=None,
+    inputs_ = checks.GateInputs(published=published, metrics_dir=tmp_path, reference=None,
                                reference_path=str(tmp_path / "ref.json"))
     write(tmp_path / "reference_256x192.json", reference_record(tmp_path))
-    assert "does not exist" in gates.evaluate_tier("E", "256x192", inputs_).not_run
+    assert "does not exist" in tiers.check_tier("E", "256x192", inputs_).not_run
     write(tmp_path / "reference_384x288.json", reference_record(tmp_path))
-    assert "no reference for 384x288" in gates.evaluate_tier("E", "384x288", reference_inputs(tmp_path, published)).not_run
+    assert "no reference for 384x288" in tiers.check_tier("E", "384x288", reference_inputs(tmp_path, published)).not_run
     write(tmp_path / "reference_256x192.json", {**reference_record(tmp_path), "profile": "full"})
-    assert "needs profile 'smoke'" in gates.evaluate_tier("E", "256x192", reference_inputs(tmp_path, published)).not_run
+    assert "needs profile 'smoke'" in tiers.check_tier("E", "256x192", reference_inputs(tmp_path, published)).not_run
 
 
 def test_tier_e_golden_diff_fails_on_a_changed_instance_score_alone(tmp_path, published):

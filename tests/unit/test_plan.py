@@ -6,7 +6,7 @@ import pytest
 
 from repro import config
 from repro.engine import probe
-from repro.report import compare, plan
+from repro.report import plan
 from tests.conftest import REPO
 
 PARAMS = config.read_params(REPO / "params.yaml")
@@ -77,11 +77,11 @@ def test_check_puts_the_measured_time_beside_the_estimate(tmp_path):
     written = {"stages": [{"stage": "train@256x192", "seconds": 100.0}, {"stage": "evaluate@256x192", "seconds": 10.0},
                           {"stage": "train@384x288", "seconds": 100.0}, {"stage": "compare", "seconds": 0.0}]}
     (tmp_path / "smoke.json").write_text(json.dumps(written))
-    rows = compare.cost_rows(tmp_path / "smoke.json", tmp_path / "models", tmp_path / "metrics")
+    rows = plan.cost_rows(tmp_path / "smoke.json", tmp_path / "models", tmp_path / "metrics")
     assert [(r["stage"], r["actual_s"], r["ratio"]) for r in rows] == [
         ("train@256x192", 150.0, 1.5), ("evaluate@256x192", 5.0, 0.5), ("train@384x288", None, None),
         ("compare", None, None)]
-    assert compare.cost_rows(tmp_path / "full.json", tmp_path / "models", tmp_path / "metrics") == []
+    assert plan.cost_rows(tmp_path / "full.json", tmp_path / "models", tmp_path / "metrics") == []
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from torch import nn
 from repro import config, distributed, recipe
 from repro.config import TrainConfig
 from repro.engine import runlog, train
-from tests.conftest import REPO
+from tests.conftest import CONFIGS, REPO
 
 
 def _train_cfg(**over) -> TrainConfig:
@@ -190,7 +190,7 @@ def test_average_buffers_is_identity_without_a_process_group():
 
 # ------------------------------------------------------------------------------------- recipe status
 
-@pytest.mark.parametrize("name", ["256x192", "384x288"])
+@pytest.mark.parametrize("name", CONFIGS)
 def test_published_config_on_eight_processes_is_closed(name):
     cfg = config.load(REPO / "params.yaml", name, "full")
     assert recipe.recipe_diff(cfg, world_size=8) == []
@@ -210,7 +210,7 @@ def test_published_config_on_one_process_is_open_on_world_size_only():
     assert recipe.recipe_diff(cfg, world_size=1) == [{"name": "world_size", "published": 8, "used": 1}]
 
 
-@pytest.mark.parametrize("name", ["256x192", "384x288"])
+@pytest.mark.parametrize("name", CONFIGS)
 def test_smoke_config_is_open_with_named_items(name):
     cfg = config.load(REPO / "params.yaml", name, "smoke")
     diff = recipe.recipe_diff(cfg, world_size=1)
@@ -235,7 +235,7 @@ def test_changed_sigma_makes_the_run_open():
 
 def test_set_overrides_a_leaf_and_revalidates():
     cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
-    new = train.apply_overrides(cfg, ["train.epochs=3", "train.milestones=[1, 2]", "seed=5", "train.lr=1e-3"])
+    new = config.with_overrides(cfg, ["train.epochs=3", "train.milestones=[1, 2]", "seed=5", "train.lr=1e-3"])
     assert (new.train.epochs, new.train.milestones, new.seed, new.train.lr) == (3, (1, 2), 5, 1e-3)
     assert new.model == cfg.model
 
@@ -245,7 +245,7 @@ def test_set_overrides_a_leaf_and_revalidates():
 def test_set_rejects_unknown_keys_and_bad_values(item):
     cfg = config.load(REPO / "params.yaml", "256x192", "smoke")
     with pytest.raises(config.ConfigError):
-        train.apply_overrides(cfg, [item])
+        config.with_overrides(cfg, [item])
 
 
 # ------------------------------------------------------------------------------------------- run log

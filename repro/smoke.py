@@ -4,37 +4,21 @@
 evaluate stage's numbers) in a scratch directory with params overridden by dotted key, as `dvc exp run -S
 key=value` would, without touching the repo's data/, models/ or reports/.
 
-    from repro import pipeline
-    metrics = pipeline.run_smoke(seed=1, workdir="/tmp/smoke1")     # {"256x192": {...}, "384x288": {...}}
+    from repro import smoke
+    metrics = smoke.run_smoke(seed=1, workdir="/tmp/smoke1")     # {"256x192": {...}, "384x288": {...}}
 """
 import contextlib
-import copy
 import os
 from pathlib import Path
 
 import yaml
 
-from repro import atomic, checkpoint as ckpt_io, config, machine
+from repro import atomic, checkpoint as ckpt_io, config, machine, records
 from repro.data import synthetic
 from repro.engine import train
 from repro.evaluation import results
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-
-
-def override_params(params: dict, overrides: dict) -> dict:
-    """A copy of `params` with each dotted key (e.g. "recipe.eval.nms_thr") set; unknown keys are errors."""
-    params = copy.deepcopy(params)
-    for key, value in (overrides or {}).items():
-        node, parts = params, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise config.ConfigError(f"override {key!r}: {part!r} is not a section of params.yaml")
-            node = node[part]
-        if parts[-1] not in node:
-            raise config.ConfigError(f"override {key!r}: no such key in params.yaml")
-        node[parts[-1]] = value
-    return params
 
 
 @contextlib.contextmanager
@@ -50,7 +34,7 @@ def inside(workdir: Path):
 
 
 def _write_params(workdir: Path, seed: int | None, overrides: dict | None) -> Path:
-    params = override_params(config.read_params(REPO_PARAMS), overrides)
+    params = config.override_params(config.read_params(REPO_PARAMS), overrides)
     params["profile"] = "smoke"
     if seed is not None:
         params["seed"] = seed
@@ -84,12 +68,12 @@ def run_smoke(seed: int, *, overrides: dict | None = None, workdir, names=None) 
         first = config.load(params_path, names[0])
         if not (Path(first.data.root) / "annotations").is_dir():
             synthetic.generate(first.synthetic, first.data.root)
-        records = {}
+        made = {}
         for name in names:
             cfg = machine.resolve_precision(config.load(params_path, name))
             train.train(cfg, Path("models") / name, resume=False, track=False)
-            records[name] = _validation_record(cfg, Path("models") / name / "best.pth")
-        return records
+            made[name] = _validation_record(cfg, Path("models") / name / "best.pth")
+        return made
 
 
 def _validation_record(cfg, checkpoint: Path) -> dict:
@@ -97,4 +81,4 @@ def _validation_record(cfg, checkpoint: Path) -> dict:
     meta = ckpt_io.read_checkpoint(checkpoint)["meta"]
     metrics = {k: v for k, v in meta["best"].items() if k not in ("epoch", "train_loss")}
     record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts_of(meta))
-    return results.read(results.write(Path("reports/metrics") / f"{cfg.name}.json", record))
+    return records.read(records.write(records.metrics_path(cfg.name, "trained"), record))   # as JSON gives it back
