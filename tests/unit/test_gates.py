@@ -521,3 +521,24 @@ def test_tier_e_golden_diff_fails_on_a_changed_instance_score_alone(tmp_path, pu
     new[0]["score"] += 0.05
     write(tmp_path / "new.json", new)
     assert verdicts(tier_e(tmp_path, published, rec))["golden"] == "fail"
+
+
+def test_a_new_tier_is_one_row_one_check_and_one_tolerance_entry(tmp_path, published, monkeypatch):
+    """README "Extending": a tier X reading the trained record with its own check is a row of tiers.TABLE, its
+    check function and tolerances.X in published.yaml; the gate, its strict mode and the report pick it up."""
+    def check_x(name, record, inputs):
+        bound = inputs.published["tolerances"]["X"]["ap_abs"]
+        return [checks.Row("X", name, "AP", 0.3, record["AP"], f"±{bound}",
+                           "pass" if abs(record["AP"] - 0.3) <= bound else "fail")]
+    row = tiers.Tier("X", "trained", "smoke", "the smoke pipeline", check_x, "published")
+    monkeypatch.setattr(tiers, "TABLE", (*tiers.TABLE, row))
+    monkeypatch.setattr(tiers, "TIERS", {**tiers.TIERS, "X": row})
+    published["tolerances"]["X"] = {"title": "a new tier", "justification": "for the test", "ap_abs": 0.01}
+    inputs = checks.GateInputs(published=published, metrics_dir=tmp_path)
+    assert "X" in tiers.profile_tiers("smoke")
+    assert tiers.failures([tiers.check_tier("X", "256x192", inputs)], ("X",), strict=True)   # no record: not run
+    write(records.metrics_path("256x192", "trained", tmp_path), {**fake_runs()[0]["256x192"], "AP": 0.305})
+    result = tiers.check_tier("X", "256x192", inputs)
+    assert [r.verdict for r in result.rows] == ["pass"] and tiers.failures([result], ("X",), strict=True) == []
+    write(records.metrics_path("256x192", "trained", tmp_path), {**fake_runs()[0]["256x192"], "AP": 0.35})
+    assert tiers.failures([tiers.check_tier("X", "256x192", inputs)], ("X",), strict=True)
