@@ -164,7 +164,8 @@ def _plan(args):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="repro", description=__doc__,  # lists train/gate/... too
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -177,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    # Commands that parse their own arguments (DELEGATED): listed here so that `repro --help` names them all.
+    for name, summary in DELEGATED_HELP.items():
+        sub.add_parser(name, help=summary, add_help=False)
     p = command("data", _data, "make data/<profile>")
     p.add_argument("--det-file")
     p.add_argument("--part", default="all", choices=("val", "train", "all"),
@@ -242,6 +246,10 @@ def _main_of(module: str, func: str = "main"):
 
 
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.engine.train ...`.
+DELEGATED_HELP = {"train": "train one config (torchrun for several GPUs); repro train --help for its options",
+                  "diagnose": "where the AP went between two prediction files",
+                  "reference": "make tier E's committed smoke reference checkpoints",
+                  "record": "commit a full-profile run's dvc.lock, metrics and comparison (reports/records/)"}
 DELEGATED = {"train": _main_of("repro.engine.train", "run_train"),
              "diagnose": _main_of("repro.report.diagnose"),
              "reference": _main_of("repro.reference_build"), "record": _main_of("repro.report.record")}
