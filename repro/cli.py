@@ -193,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", help="predictions.json, metrics.json (default: outputs/eval/<checkpoint>_<config>)")
     p.add_argument("--metrics", help="the metrics record (default: OUT_DIR/record.json; the stage's: "
                                      "reports/metrics/<tag>.json)")
-    p.add_argument("--ledger-dir", help="also append a trained model to this seed ledger (the stage's: reports/ledger)")
+    p.add_argument("--ledger-dir", help="also append a trained model to this seed ledger (the stage's: outputs/ledger; the committed one: reports/ledger)")
     p.add_argument("--published-dir", default="models/published")
     command("download-published", _download_published, "fetch a published checkpoint", config=True) \
         .add_argument("--dest", default="models/published")

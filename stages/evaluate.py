@@ -6,8 +6,8 @@ this config, downloaded and sha256-verified into --published-dir (full profile o
 there is none to evaluate and the metrics file says so). --source reference: the committed smoke reference
 checkpoint of reports/reference/smoke.json (tier E; smoke profile only). Writes <eval-dir>/<tag>/
 {predictions,metrics}.json, <metrics-dir>/<tag>.json (read by `compare`; tag = <config>, published_<config>
-or reference_<config>), an MLflow run, and for a trained model one entry of the seed ledger
-<ledger-dir>/<profile>_<config>.json.
+or reference_<config>), an MLflow run, and for a trained model one entry of the run's seed ledger
+<ledger-dir>/<profile>_<config>.json (outputs/ledger: git-ignored; the committed reports/ledger is written on request).
 
     python -m stages.evaluate --config 256x192 --source trained --checkpoint models/256x192/best.pth
     python -m stages.evaluate --config 256x192 --source published
@@ -29,7 +29,7 @@ def main(argv=None):
     # Each stage declares its own args, alike stages/compare.py's: a shared helper would be a dep outside repro/.
     parser.add_argument("--metrics-dir", default="reports/metrics")
     parser.add_argument("--eval-dir", default="outputs/eval")
-    parser.add_argument("--ledger-dir", default="reports/ledger")
+    parser.add_argument("--ledger-dir", default="outputs/ledger")
     parser.add_argument("--published-dir", default="models/published")
     args = parser.parse_args(argv)
     cfg = config.load(args.params, args.config)

@@ -10,8 +10,12 @@ One file per profile and config, reports/ledger/<profile>_<config>.json:
 
 An entry is keyed by (seed, commit): evaluating the same seed at the same commit again replaces its entry
 (the ledger never counts one retrain twice); another commit or seed appends. The file is not a DVC out
-(DVC would delete it before each evaluate run): it accumulates across `dvc exp run -S seed=N` runs and is
-committed like the baseline.
+(DVC would delete it before each evaluate run): it accumulates across `dvc exp run -S seed=N` runs.
+
+Two ledgers of the same layout, read together: the committed one (reports/ledger, written only when asked:
+`repro baseline`, or `repro evaluate --ledger-dir reports/ledger`) and this checkout's run ledger
+(outputs/ledger, git-ignored), which the evaluate stage appends to, so a plain `dvc repro` changes no tracked
+file. `read_all` merges them, the run ledger last (its entry of a seed and commit wins).
 """
 import json
 import math
@@ -20,7 +24,8 @@ from pathlib import Path
 
 from repro import atomic
 
-LEDGER_DIR = Path("reports/ledger")
+LEDGER_DIR = Path("reports/ledger")       # committed
+RUN_LEDGER_DIR = Path("outputs/ledger")   # this checkout's runs (git-ignored)
 
 
 def ledger_path(ledger_dir, profile: str, name: str) -> Path:
@@ -46,6 +51,18 @@ def read(path) -> dict | None:
             return json.load(f)
     except FileNotFoundError:
         return None
+
+
+def read_all(paths) -> dict | None:
+    """The entries of several ledger files of one profile and config, in order, an entry of a (seed, commit)
+    taken from the last file that has it; None when none of them exists."""
+    ledgers = [ledger for ledger in map(read, paths) if ledger is not None]
+    if not ledgers:
+        return None
+    entries = {}
+    for ledger in ledgers:
+        entries.update({(e["seed"], e["commit"]): e for e in ledger["entries"]})
+    return {**ledgers[0], "entries": list(entries.values())}
 
 
 def append(ledger_dir, record: dict, metric_names, commit: str | None = None) -> Path:

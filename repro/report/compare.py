@@ -170,7 +170,7 @@ def add_equivalence(summary: dict, rows: list) -> None:
 def extra_sections(summary: dict, plan_path: Path) -> str:
     """comparison.md: equivalence over retrains (seed ledger) and the cost estimate beside the actual."""
     out = ["\n## Equivalence over retrains (seed ledger)\n",
-           f"Mean AP of every retrain recorded in `reports/ledger/` against the reference, two one-sided t tests "
+           f"Mean AP of every retrain recorded in the seed ledgers (`reports/ledger/`, `outputs/ledger/`) against the reference, two one-sided t tests "
            f"at alpha {equivalence.ALPHA} (equivalent when the 90% CI lies within reference ± margin); "
            f"fewer than 2 seeds: not_enough_seeds. Reported beside the single-run verdicts above.\n"]
     out.append(tables.render_equivalence(summary["equivalence"], markdown=True) if summary["equivalence"]

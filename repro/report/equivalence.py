@@ -26,16 +26,25 @@ def reference(tier: str, name: str, inputs: checks.GateInputs) -> tuple:
     return entry["AP"]["mean"], entry["AP"]["tolerance"], f"smoke baseline mean, {precision} ({inputs.baseline_path})"
 
 
+def ledger_dirs(metrics_dir) -> tuple:
+    """The committed ledger beside the metrics (reports/ledger) and the run ledger (outputs/ledger) of the same
+    checkout."""
+    root = Path(metrics_dir).parent.parent
+    return Path(metrics_dir).parent / "ledger", root / ledger.RUN_LEDGER_DIR
+
+
 def equivalence(tier: str, name: str, inputs: checks.GateInputs, ledger_dir=None) -> dict:
-    """TOST of the ledger's per-seed AP for `tier` and config `name` (ledger_dir default: beside metrics_dir).
+    """TOST of the ledgers' per-seed AP for `tier` and config `name` (ledger_dir: one ledger; default both of
+    `ledger_dirs`).
 
     Returns:
         {"tier", "config", "ledger", "seeds", "reference_is", "n", "mean", "std", "reference", "margin",
         "alpha", "ci_low", "ci_high", "p_value", "verdict"}; verdict not_enough_seeds below 2 seeds.
     """
-    ledger_dir = Path(ledger_dir) if ledger_dir else Path(inputs.metrics_dir).parent / "ledger"
-    path = ledger.ledger_path(ledger_dir, tiers.TIERS[tier].profile, name)
-    per_seed = ledger.values_by_seed(ledger.read(path))
+    dirs = (Path(ledger_dir),) if ledger_dir else ledger_dirs(inputs.metrics_dir)
+    paths = [ledger.ledger_path(d, tiers.TIERS[tier].profile, name) for d in dirs]
+    per_seed = ledger.values_by_seed(ledger.read_all(paths))
+    path = " + ".join(map(str, paths))
     ref, margin, what = reference(tier, name, inputs)
     head = {"tier": tier, "config": name, "ledger": str(path), "seeds": sorted(per_seed), "reference_is": what}
     if ref is None:

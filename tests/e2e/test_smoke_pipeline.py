@@ -106,6 +106,17 @@ def test_mlflow_runs_of_one_repro_are_grouped_and_shown_in_the_ui(pipeline):
     mlflow_ui.assert_runs_shown(project / "mlflow.db", [f"evaluate_{n}" for n in NAMES], list(ap.values()))
 
 
+def test_the_main_command_changes_no_tracked_file_and_drift_passes(pipeline):
+    """A plain run records its seed-ledger row in outputs/ledger (git-ignored), never in the committed
+    reports/ledger; and `repro drift` compares the trained records only, so a clean run shows none."""
+    project, _ = pipeline
+    status = sh(["git", "status", "--porcelain", "--untracked-files=no"], project).stdout
+    assert status == "", status
+    assert any((project / "outputs/ledger").glob("smoke_*.json"))
+    done = run(repro_cmd("drift"), project)
+    assert "drift: none" in done.stdout, done.stdout
+
+
 def test_second_repro_changes_nothing_and_takes_seconds(pipeline):
     project, _ = pipeline
     before = {p: p.stat().st_mtime_ns for p in (project / "reports").rglob("*") if p.is_file()}

@@ -29,6 +29,19 @@ def test_tier_c_three_retrains_near_the_published_ap_are_equivalent(tmp_path):
     assert other["verdict"] == "not_enough_seeds" and other["seeds"] == []
 
 
+def test_the_run_ledger_and_the_committed_one_are_read_together(tmp_path):
+    """The evaluate stage appends to outputs/ledger (git-ignored); seeds there count with the committed ones in
+    reports/ledger, and a (seed, commit) in both is one retrain, the run's value."""
+    reports = tmp_path / "reports"
+    for seed, ap in enumerate([0.621, 0.624]):
+        retrain(reports, "full", "256x192", seed, ap)
+    record = {"config": "256x192", "profile": "full", "source": "trained", "seed": 2, **{m: 0.622 for m in NAMES}}
+    ledger.append(tmp_path / ledger.RUN_LEDGER_DIR, record, NAMES, commit="c0ffee")
+    ledger.append(tmp_path / ledger.RUN_LEDGER_DIR, {**record, "seed": 1, "AP": 0.623}, NAMES, commit="c0ffee")
+    e = equivalence.equivalence("C", "256x192", inputs(reports))
+    assert e["seeds"] == [0, 1, 2] and e["n"] == 3 and abs(e["mean"] - (0.621 + 0.623 + 0.622) / 3) < 1e-12
+
+
 def test_tier_s_uses_the_smoke_baseline_mean_and_tolerance(tmp_path):
     precision = machine.precision_name(machine.resolve_amp("auto", "cpu"))   # no metrics file: this machine's
     base = json.loads(BASELINE.read_text())["precisions"][precision]["configs"]["256x192"]["AP"]
