@@ -3,6 +3,8 @@
 An evaluation is a (config, source) pair. Its tag names its metrics record and its evaluation directory:
 
     reports/metrics/<tag>.json          the metrics record (10 COCO stats, counts, what produced them)
+    reports/stats/<tag>.json            what a person reads (`dvc metrics show`): the 10 stats and the verdict
+                                        of the tier that checks this evaluation (written by compare)
     outputs/eval/<tag>/predictions.json the predictions (COCO results format), beside metrics.json
 
 tag = <config> for source "trained", <source>_<config> for the others ("published_256x192",
@@ -17,6 +19,7 @@ from repro.errors import InputFileError
 SOURCES = ("trained", "published", "reference")
 METRICS_DIR = Path("reports/metrics")
 EVAL_DIR = Path("outputs/eval")
+STATS_DIR = Path("reports/stats")
 
 
 def tag(config: str, source: str) -> str:
@@ -34,6 +37,10 @@ def parse_tag(text: str) -> tuple[str, str]:
 
 def metrics_path(config: str, source: str, metrics_dir=METRICS_DIR) -> Path:
     return Path(metrics_dir) / f"{tag(config, source)}.json"
+
+
+def stats_path(config: str, source: str, stats_dir=STATS_DIR) -> Path:
+    return Path(stats_dir) / f"{tag(config, source)}.json"
 
 
 def eval_dir(config: str, source: str, eval_root=EVAL_DIR) -> Path:

@@ -97,7 +97,27 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=confi
         plots.write_val_ap(out_dir / "plots", histories)
         plots.write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
         plots.write_learning_curve(out_dir / "plots", summary["learning_curve"])
+        for path, stats in at_a_glance(results, inputs, profile, out_dir / "stats").items():
+            atomic.write_json(path, stats)
     return summary
+
+
+def at_a_glance(results, inputs, profile: str, stats_dir) -> dict:
+    """{reports/stats/<tag>.json: {the 10 stats (4 dp), "verdict"}} per config and source: the DVC metrics,
+    one small flat row per evaluation. The verdict is that of the tier checking the evaluation in this profile
+    (smoke: trained S, reference E; full: trained C, published A), "not_run" where none ran."""
+    verdicts = {(r.tier, r.config): tier_verdict(r, inputs.published["tolerances"]["C"]["suspect_fails"])
+                for r in results}
+    out = {}
+    for name in inputs.published["models"]:
+        for source in records.SOURCES:
+            record = records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
+            checked_by = [t.name for t in tiers.TABLE if t.source == source and t.profile == profile]
+            stats = {m: _round(checks.metric_value(record, m)) for m in inputs.published["metric_names"]
+                     if record.get("status") != "not_run" and checks.metric_value(record, m) is not None}
+            verdict = verdicts.get((checked_by[0], name), "not_run") if checked_by else "not_run"
+            out[records.stats_path(name, source, stats_dir)] = {**stats, "verdict": verdict}
+    return out
 
 
 def summarize(results, profile: str, required, suspect_fails: bool = False) -> dict:

@@ -36,8 +36,15 @@ for field in ("outs", "metrics", "plots"):
             path = path / "predictions.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".json":
-            ap = round(0.5 + params["seed"] / 100 + (0.001 if key == "384x288" else 0), 4)
-            text = json.dumps({"AP": ap, "config": key, "profile": params["profile"], "verdict": "pass"})
+            ap = round(0.5 + params["seed"] / 100 + (0.001 if "384x288" in str(path) else 0), 4)
+            stats = {"AP": ap, "AP50": 0.8, "AP75": 0.6, "AP_M": 0.5, "AP_L": 0.6, "AR": ap + 0.05, "AR50": 0.85,
+                     "AR75": 0.65, "AR_M": 0.55, "AR_L": 0.65}
+            if path.parts[:2] == ("reports", "stats"):
+                text = json.dumps({**stats, "verdict": "pass"})
+            else:   # a record: the stats and their provenance, as the real ones
+                text = json.dumps({**stats, "config": key, "profile": params["profile"], "verdict": "pass",
+                                   "recipe": {"diff": [{"name": "train.epochs", "published": 210, "used": 2}]},
+                                   "platform": {"cpu": "x" * 40, "torch": "2.13.0"}})
         elif path.suffix == ".csv":
             text = "epoch,AP\\n1,0.5\\n"
         else:
@@ -65,14 +72,15 @@ def env() -> dict:
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
 
 
-def run(*cmd, cwd) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=300)
+def run(*cmd, cwd, width=None) -> str:
+    extra = {"COLUMNS": str(width)} if width else {}
+    done = subprocess.run(cmd, cwd=cwd, env={**env(), **extra}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{cmd} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
 
-def dvc(*args, cwd) -> str:
-    return run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+def dvc(*args, cwd, width=None) -> str:
+    return run(sys.executable, "-m", "dvc", *args, cwd=cwd, width=width)
 
 
 def git(*args, cwd) -> str:
@@ -105,9 +113,13 @@ def set_params(root: Path, **values):
     (root / "params.yaml").write_text(yaml.safe_dump({**params, **values}))
 
 
+# The README's `dvc exp show` for comparing experiments on AP: keep the experiment, the seed and each AP column.
+EXP_SHOW_AP = ["--drop", ".*", "--keep", r"Experiment|seed|.*/[0-9]+x[0-9]+\.json:AP$"]
+EVALUATIONS = [t for c in CONFIGS for t in (c, f"published_{c}", f"reference_{c}")]
 SHARED = ["models/256x192/best.pth", "models/256x192/last.pth", "models/384x288/metrics.json",
           "models/384x288/val_history.csv", "outputs/eval/256x192/predictions.json", "reports/metrics/256x192.json",
-          "reports/metrics/384x288.json", "reports/comparison.json", "reports/comparison.md"]
+          "reports/metrics/384x288.json", "reports/comparison.json", "reports/comparison.md",
+          "reports/stats/256x192.json"]
 
 
 def test_default_remote_is_a_directory_beside_the_checkout():
@@ -147,16 +159,36 @@ def test_exp_show_and_metrics_diff_show_the_ap_of_two_experiments(project):
     dvc("exp", "run", "-q", "-S", "seed=1", "-n", "seed1", cwd=project)
     dvc("exp", "run", "-q", "-S", "seed=2", "-n", "seed2", cwd=project)
     shown = experiment_metrics(json.loads(dvc("exp", "show", "--json", cwd=project)))
-    assert shown["seed1"]["reports/metrics/256x192.json"]["AP"] == 0.51, shown["seed1"]
-    assert shown["seed2"]["reports/metrics/256x192.json"]["AP"] == 0.52, shown["seed2"]
-    assert shown["seed2"]["reports/metrics/384x288.json"]["AP"] == 0.521
-    assert shown["seed2"]["reports/comparison.json"]["verdict"] == "pass"
+    assert shown["seed1"]["reports/stats/256x192.json"]["AP"] == 0.51, shown["seed1"]
+    assert shown["seed2"]["reports/stats/256x192.json"]["AP"] == 0.52, shown["seed2"]
+    assert shown["seed2"]["reports/stats/384x288.json"]["AP"] == 0.521
+    assert shown["seed2"]["reports/stats/256x192.json"]["verdict"] == "pass"
+    # Only the small flat files are metrics: no record's provenance (recipe diff, platform) in the views.
+    assert all(path.startswith("reports/stats/") for path in shown["seed2"]), sorted(shown["seed2"])
     diff = json.loads(dvc("metrics", "diff", "seed1", "seed2", "--json", cwd=project))
-    assert diff["reports/metrics/256x192.json"]["AP"]["old"] == 0.51
-    assert diff["reports/metrics/256x192.json"]["AP"]["new"] == 0.52
+    ap = diff["reports/stats/256x192.json"]["AP"]
+    assert (ap["old"], ap["new"]) == (0.51, 0.52) and abs(ap["diff"] - 0.01) < 1e-12
+    assert set(diff["reports/stats/256x192.json"]) == {"AP", "AR"}   # only the stats that changed
     # The workspace holds the last experiment; main commits no dvc.lock, so `old` is empty, but it works.
     diff = json.loads(dvc("metrics", "diff", "main", "--json", cwd=project))
-    assert diff["reports/metrics/256x192.json"]["AP"] == {"old": None, "new": 0.52}
+    assert diff["reports/stats/256x192.json"]["AP"] == {"old": None, "new": 0.52}
+
+
+def test_metrics_show_is_one_row_per_evaluation_and_exp_show_compares_ap_at_a_glance(project):
+    """The README's views: `dvc metrics show` one row per evaluation within a normal terminal, and its
+    `dvc exp show` invocation one row per experiment with the APs and the seed, nothing else."""
+    dvc("exp", "run", "-q", "-S", "seed=1", "-n", "seed1", cwd=project)
+    dvc("exp", "run", "-q", "-S", "seed=2", "-n", "seed2", cwd=project)
+    lines = [line for line in dvc("metrics", "show", cwd=project).splitlines() if line.strip()]
+    rows = [line for line in lines if line.startswith("reports/")]
+    assert sorted(r.split()[0] for r in rows) == sorted(f"reports/stats/{t}.json" for t in EVALUATIONS), lines
+    assert max(map(len, lines)) <= 150, "\n".join(lines)
+    table = dvc("exp", "show", *EXP_SHOW_AP, "--no-pager", cwd=project, width=150)
+    assert "seed1" in table and "seed2" in table and "0.521" in table and "0.511" in table, table
+    assert all(f"reports/stats/{c}.json:AP" in table for c in CONFIGS), table
+    assert "AP50" not in table and "published_" not in table and "profile" not in table, table
+    assert max(map(len, table.splitlines())) <= 150, table
+
 
 
 def test_record_commits_a_full_profile_run_alone_and_a_clone_pulls_it_back(project, tmp_path):

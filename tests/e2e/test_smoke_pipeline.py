@@ -11,7 +11,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from repro import checkpoint, config, machine
+from repro import checkpoint, config, machine, records
 from repro.evaluation import evaluate
 from repro.model import build_cpm
 from tests.conftest import CONFIGS, REPO, sh
@@ -129,7 +129,12 @@ def test_dvc_metrics_params_and_plots_work_on_the_outputs(pipeline, tmp_path):
     project, _ = pipeline
     dvc = str(REPO / ".venv/bin/dvc")
     shown = sh([dvc, "metrics", "show"], project).stdout
-    assert "reports/metrics/256x192.json" in shown and "reports/comparison.json" in shown
+    rows = [line.split()[0] for line in shown.splitlines() if line.startswith("reports/")]
+    assert sorted(rows) == sorted(str(records.stats_path(c, s)) for c in NAMES for s in records.SOURCES), shown
+    assert max(map(len, shown.splitlines())) <= 150, shown   # one row per evaluation, in a normal terminal
+    stats = json.loads((project / "reports/stats/256x192.json").read_text())
+    assert stats["verdict"] == "pass" and stats["AP"] == round(
+        json.loads((project / "reports/metrics/256x192.json").read_text())["AP"], 4)
     params = project / "params.yaml"
     text = params.read_text()
     params.write_text(text.replace("\nseed: 0", "\nseed: 1", 1))
