@@ -138,6 +138,8 @@ def tier_verdict(result, suspect_fails: bool = False) -> str:
         return "not_run"
     if result.failed(suspect_fails):
         return "fail"
+    if any(row.verdict == "too_small" for row in result.rows):   # tier A-subset: never a pass
+        return "too_small"
     return "suspect" if any(row.verdict == "suspect" for row in result.rows) else "pass"
 
 

@@ -151,6 +151,10 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
         why = reference_missing(name, inputs)
     if why:
         return TierResult(tier, name, str(path), not_run=why)
+    from repro.report import subset_tier   # here: subset_tier builds on this module's Row
+    if tier == "A" and subset_tier.is_subset(record):   # a val subset is never the published protocol
+        return TierResult(subset_tier.TIER, name, str(path), rows=tuple(subset_tier.subset_rows(
+            name, record, inputs.published["models"][name]["results"], inputs.published["tolerances"]["A"])))
     if tier == "S":   # measured: the baseline entry of the precision this model trained in must hold it
         entry, missing = baseline.precision_entry(inputs.baseline, record.get("train_precision"),
                                                   inputs.baseline_path)
@@ -358,7 +362,9 @@ def failures(results, required, strict: bool, suspect_fails: bool = False) -> li
     out = [f"{r.tier} {r.config} {row.metric}: {row.verdict} {row.note}".rstrip()
            for r in results if r.failed(suspect_fails)
            for row in r.rows if row.verdict in ({"fail", "suspect"} if suspect_fails else {"fail"})]
-    if strict:
+    if strict:   # a subset too small to detect 0.02 AP (tier A-subset) proves nothing: strict fails it
+        out += [f"{r.tier} {r.config} {row.metric}: too_small {row.note}" for r in results for row in r.rows
+                if row.verdict == "too_small"]
         out += [f"{r.tier} {r.config}: required tier not run: {r.not_run}"
                 for r in results if r.tier in required and not r.ran]
     if not any(r.ran for r in results):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-import bootstrap_data as data
+from tests.unit import bootstrap_data as data
 from repro.evaluation import bootstrap, evaluate
 
 
