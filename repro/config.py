@@ -306,7 +306,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
         codec=build(CodecConfig, codec, f"configs.{name}"),
         augment=build(AugmentConfig, section("augment"), "augment"),
         train=build(TrainConfig, train, "train"),
-        eval=build(EvalConfig, section("eval"), "eval"),
+        eval=build(EvalConfig, _merge(section("eval"), params.get("eval") or {}), "eval"),   # top-level eval: the subset
     )
     if cfg.train.init_from:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(

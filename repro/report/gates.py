@@ -188,6 +188,8 @@ def _not_run_reason(tier, path, record, want_profile, want_source) -> str:
         return f"{path} is from profile {record.get('profile')!r}; tier {tier} needs profile {want_profile!r}"
     if record.get("source") != want_source:
         return f"{path} has source {record.get('source')!r}; tier {tier} needs {want_source!r}"
+    if record.get("protocol") == "subset" and tier != "A":   # tier A judges a subset as A-subset
+        return f"{path} is a val subset (eval.val_images {record['subset']['n']}); tier {tier} needs every image"
     return ""
 
 

@@ -27,7 +27,7 @@ def test_a_subset_larger_than_val_is_refused_naming_the_key():
 
 def _params(**eval_items) -> dict:
     params = config.read_params(REPO / "params.yaml")
-    params["recipe"]["eval"].update(eval_items)
+    params["eval"].update(eval_items)   # the top-level eval section: what `dvc exp run -S eval.val_images=N` sets
     return params
 
 
