@@ -95,3 +95,16 @@ def test_a_subset_record_is_never_tier_a(tmp_path):
         result = gates.evaluate_tier("A", "256x192", inputs)
         assert result.tier == "A-subset" and [r.verdict for r in result.rows] == [verdict] * len(expected)
     assert gates.failures([result], ("A",), strict=True) and not gates.failures([result], ("A",), strict=False)
+
+
+def test_dvc_set_param_reaches_the_config_and_the_stage(tmp_path):
+    """`dvc exp run -S profile=full -S eval.val_images=500 evaluate_published`: DVC's override of the
+    existing key gives the resolved config 500, and the stage lists `eval` in its params, so it reruns."""
+    from dvc.utils.hydra import apply_overrides
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    apply_overrides(str(path), ["profile=full", "eval.val_images=500"])
+    assert config.load(path, "256x192").eval.val_images == 500
+    import yaml
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["evaluate_published"]["do"]
+    assert "eval" in stage["params"]
