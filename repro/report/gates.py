@@ -153,8 +153,7 @@ def evaluate_tier(tier: str, name: str, inputs: GateInputs) -> TierResult:
         return TierResult(tier, name, str(path), not_run=why)
     from repro.report import subset_tier   # here: subset_tier builds on this module's Row
     if tier == "A" and subset_tier.is_subset(record):   # a val subset is never the published protocol
-        return TierResult(subset_tier.TIER, name, str(path), rows=tuple(subset_tier.subset_rows(
-            name, record, inputs.published["models"][name]["results"], inputs.published["tolerances"]["A"])))
+        return TierResult(subset_tier.TIER, name, str(path), rows=tuple(subset_tier.checks(name, record, inputs.published)))
     if tier == "S":   # measured: the baseline entry of the precision this model trained in must hold it
         entry, missing = baseline.precision_entry(inputs.baseline, record.get("train_precision"),
                                                   inputs.baseline_path)

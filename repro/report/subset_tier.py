@@ -8,7 +8,7 @@ MAX_DETECTABLE_GAP says "too_small", never "pass": it could not have caught a 2-
 
     rows = subset_rows("256x192", record, published["models"]["256x192"]["results"], tolerances["A"])
 """
-from repro.report.gates import EPS, Row, metric_value, missing_note
+from repro.report.gates import EPS, Row, metric_value, missing_note, protocol_rows
 
 TIER = "A-subset"
 MAX_DETECTABLE_GAP = 0.02   # AP: a flip-shift bug costs ~0.02 (spec §8); a check blind to it proves nothing
@@ -17,6 +17,18 @@ MAX_DETECTABLE_GAP = 0.02   # AP: a flip-shift bug costs ~0.02 (spec §8); a che
 def is_subset(record: dict | None) -> bool:
     """A metrics record of a subset run (never the published protocol)."""
     return bool(record) and record.get("protocol") == "subset"
+
+
+def checks(name: str, record: dict, published: dict) -> list:
+    """The stat rows and the protocol row. bf16 inference (eval.amp, chosen for CPU speed) is reported as
+    an `open` info row, not as a protocol failure: it moves AP by far less than a subset's interval width."""
+    amp = (record.get("eval") or {}).get("amp", "none")
+    fp32 = {**record, "eval": {**(record.get("eval") or {}), "amp": "none"}}
+    rows = [*subset_rows(name, record, published["models"][name]["results"], published["tolerances"]["A"]),
+            *protocol_rows(TIER, name, fp32, published)]
+    if amp != "none":
+        rows.append(Row(TIER, name, "precision", None, None, "fp32", "info", f"open: eval.amp={amp!r} (published fp32)"))
+    return rows
 
 
 def subset_rows(name: str, record: dict, expected: dict, tol: dict) -> list:

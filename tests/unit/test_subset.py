@@ -86,15 +86,23 @@ def test_a_subset_record_is_never_tier_a(tmp_path):
     """Tier A reads the published_<config> record; a subset there is judged as A-subset, and too_small
     fails `repro gate --strict` (and only strict: it is not a measured failure)."""
     published = config.published()
-    record = {"profile": "full", "source": "published", "config": "256x192"}
+    record = {"profile": "full", "source": "published", "config": "256x192",
+              "eval": {"flip_test": True, "shift_heatmap": True, "keypoint_score_thr": 0.2, "nms_thr": 0.9,
+                       "use_gt_bbox": False, "amp": "none"}}
     expected = published["models"]["256x192"]["results"]
     path = tmp_path / "published_256x192.json"
     inputs = gates.GateInputs(published=published, metrics_dir=tmp_path)
     for lo, hi, gap, verdict in ((0.55, 0.95, 0.015, "pass"), (0.55, 0.95, 0.03, "too_small")):
         path.write_text(json.dumps({**record, **_record(lo, hi, gap)}))
         result = gates.evaluate_tier("A", "256x192", inputs)
-        assert result.tier == "A-subset" and [r.verdict for r in result.rows] == [verdict] * len(expected)
+        assert result.tier == "A-subset" and [r.verdict for r in result.rows] == [verdict] * len(expected) + ["pass"]
     assert gates.failures([result], ("A",), strict=True) and not gates.failures([result], ("A",), strict=False)
+    # bf16 inference: an `open` info row, the protocol row still checks the rest (a missing flip shift fails)
+    path.write_text(json.dumps({**record, **_record(0.55, 0.95, 0.015),
+                                "eval": {**record["eval"], "amp": "bf16", "shift_heatmap": False}}))
+    rows = {r.metric: r for r in gates.evaluate_tier("A", "256x192", inputs).rows}
+    assert rows["precision"].verdict == "info" and "open" in rows["precision"].note
+    assert rows["protocol"].verdict == "fail" and "shift_heatmap" in rows["protocol"].note
 
 
 def test_dvc_set_param_reaches_the_config_and_the_stage(tmp_path):
