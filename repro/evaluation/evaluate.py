@@ -217,7 +217,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
         device: None picks CUDA when available.
 
     Returns:
-        The flat metrics dict: STAT_NAMES, num_images, num_instances (kept after NMS), num_boxes.
+        The flat metrics dict: STAT_NAMES, num_images, num_instances (kept after NMS), num_boxes; with
+        eval.val_images N also protocol "subset", subset and bootstrap (repro.evaluation.subset).
 
     Raises:
         CheckpointError: the file is missing, does not load into cfg.model (names the keys and shapes),
