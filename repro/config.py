@@ -118,6 +118,10 @@ class EvalConfig:
     amp: str
     channels_last: bool
     num_workers: int
+    # A seeded uniform subset of N val images (tier A-subset, repro.evaluation.subset); None: all of them,
+    # the published protocol.
+    val_images: int | None = None
+    val_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -320,7 +324,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
         codec=build(CodecConfig, codec, f"configs.{name}"),
         augment=build(AugmentConfig, section("augment"), "augment"),
         train=build(TrainConfig, train, "train"),
-        eval=build(EvalConfig, section("eval"), "eval"),
+        eval=build(EvalConfig, _merge(section("eval"), params.get("eval") or {}), "eval"),   # top-level eval: the subset
     )
     if cfg.train.init_from:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -350,7 +354,7 @@ RANGES = {
     **{("eval", k): UNIT for k in ("det_score_thr", "keypoint_score_thr", "nms_thr")},
     ("eval", "batch_size"): AT_LEAST_1, ("eval", "num_workers"): NON_NEGATIVE,
     ("synthetic", "train_images"): AT_LEAST_1, ("synthetic", "val_images"): AT_LEAST_1,
-    ("synthetic", "seed"): NON_NEGATIVE,
+    ("synthetic", "seed"): NON_NEGATIVE, ("eval", "val_seed"): NON_NEGATIVE,
 }
 
 
@@ -387,6 +391,8 @@ def _validate(cfg: RunConfig):
             raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
     if list(cfg.train.milestones) != sorted(cfg.train.milestones):
         raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
+    if cfg.eval.val_images is not None and not cfg.eval.val_images >= 1:
+        raise ConfigError(f"eval.val_images: {cfg.eval.val_images!r} must be null (all) or >= 1")
     stop = cfg.train.stop_below_published
     if stop is not None and not (math.isfinite(stop.margin) and stop.margin >= 0 and stop.from_epoch >= 1):
         raise ConfigError(f"train.stop_below_published: {stop} needs margin >= 0 (AP) and from_epoch >= 1")

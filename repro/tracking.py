@@ -554,7 +554,8 @@ def log_evaluation(run_name: str, cfg, record: dict, model_checkpoint=None) -> s
         del tags[key]
     resolved = cfg.to_dict()
     run = {"kind": "evaluate", "name": run_name, "tags": tags, "datasets": dataset_inputs(cfg, tags),
-           "params": flatten({k: resolved[k] for k in ("eval", "codec", "model")}),
+           "params": flatten({**{k: resolved[k] for k in ("eval", "codec", "model")},
+                              **({"subset": record["subset"]} if "subset" in record else {})}),
            "metrics": {k: v for k, v in record.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"},
            "texts": {"metrics.json": json.dumps(record, indent=2) + "\n"}}

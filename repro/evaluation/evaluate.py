@@ -20,10 +20,11 @@ from pycocotools.cocoeval import COCOeval
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from repro import atomic, codec, distributed, machine
+from repro import atomic, codec, config, distributed, machine
 from repro.checkpoint import CheckpointError, check_config, load_checkpoint
 from repro.config import CodecConfig, EvalConfig, RunConfig
 from repro.data.coco import DatasetError, TopDownCocoDataset, check_layout
+from repro.evaluation import subset
 from repro.evaluation.postprocess import Predictions, postprocess
 from repro.model import build_cpm
 from repro.skeleton import FLIP_INDICES
@@ -216,7 +217,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
         device: None picks CUDA when available.
 
     Returns:
-        The flat metrics dict: STAT_NAMES, num_images, num_instances (kept after NMS), num_boxes.
+        The flat metrics dict: STAT_NAMES, num_images, num_instances (kept after NMS), num_boxes; with
+        eval.val_images N also protocol "subset", subset and bootstrap (repro.evaluation.subset).
 
     Raises:
         CheckpointError: the file is missing, does not load into cfg.model (names the keys and shapes),
@@ -233,9 +235,15 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
         raise CheckpointError(f"{checkpoint}: no such checkpoint file")
     model = build_cpm(cfg.model)
     check_config(load_checkpoint(checkpoint, model)["meta"], cfg.to_dict(), checkpoint)
-    dataset = build_test_dataset(cfg, use_gt_bbox)
+    dataset, coco_gt = build_test_dataset(cfg, use_gt_bbox), load_ground_truth(cfg.data.val_ann)
+    if cfg.eval.val_images is not None:   # tier A-subset: a seeded subset of the images, before inference
+        ids = subset.select_image_ids(coco_gt.getImgIds(), cfg.eval.val_images, cfg.eval.val_seed)
+        dataset, coco_gt = subset.restrict(dataset, coco_gt, ids)
     preds = predict(model.to(device), _loader(dataset, cfg.eval, device), device, cfg.eval)
-    results, metrics = score(preds, load_ground_truth(cfg.data.val_ann), cfg.eval)
+    results, metrics = score(preds, coco_gt, cfg.eval)
+    if cfg.eval.val_images is not None:
+        metrics = {**metrics, **subset.subset_record(coco_gt, results, ids, cfg.eval.val_seed,
+                                                     config.published()["tolerances"]["A"])}
     settings = {"checkpoint": str(checkpoint), "config": cfg.name, "profile": cfg.profile,
                 "boxes": "gt" if use_gt_bbox else str(cfg.data.det_file),
                 "flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,

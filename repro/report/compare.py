@@ -97,25 +97,24 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=confi
         plots.write_val_ap(out_dir / "plots", histories)
         plots.write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
         plots.write_learning_curve(out_dir / "plots", summary["learning_curve"])
-        for path, stats in at_a_glance(results, inputs, profile, out_dir / "stats").items():
+        for path, stats in at_a_glance(results, inputs, out_dir / "stats").items():
             atomic.write_json(path, stats)
     return summary
 
 
-def at_a_glance(results, inputs, profile: str, stats_dir) -> dict:
+def at_a_glance(results, inputs, stats_dir) -> dict:
     """{reports/stats/<tag>.json: {the 10 stats (4 dp), "verdict"}} per config and source: the DVC metrics,
     one small flat row per evaluation. The verdict is that of the tier checking the evaluation in this profile
     (smoke: trained S, reference E; full: trained C, published A), "not_run" where none ran."""
-    verdicts = {(r.tier, r.config): tier_verdict(r, inputs.published["tolerances"]["C"]["suspect_fails"])
-                for r in results}
+    verdicts = {r.path: tier_verdict(r, inputs.published["tolerances"]["C"]["suspect_fails"])
+                for r in results if r.ran}   # by the record a tier read (A-subset reads A's)
     out = {}
     for name in inputs.published["models"]:
         for source in records.SOURCES:
             record = records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
-            checked_by = [t.name for t in tiers.TABLE if t.source == source and t.profile == profile]
             stats = {m: _round(checks.metric_value(record, m)) for m in inputs.published["metric_names"]
                      if record.get("status") != "not_run" and checks.metric_value(record, m) is not None}
-            verdict = verdicts.get((checked_by[0], name), "not_run") if checked_by else "not_run"
+            verdict = verdicts.get(str(records.metrics_path(name, source, inputs.metrics_dir)), "not_run")
             out[records.stats_path(name, source, stats_dir)] = {**stats, "verdict": verdict}
     return out
 
@@ -148,6 +147,8 @@ def tier_verdict(result, suspect_fails: bool = False) -> str:
         return "not_run"
     if result.failed(suspect_fails):
         return "fail"
+    if any(row.verdict == "too_small" for row in result.rows):   # tier A-subset: never a pass
+        return "too_small"
     return "suspect" if any(row.verdict == "suspect" for row in result.rows) else "pass"
 
 
@@ -164,7 +165,8 @@ def markdown(results, summary: dict, published: dict) -> str:
             out.append(f"**not run**: {r.not_run}\n")
             continue
         out.append(f"Metrics: `{r.path}`\n")
-        header = ("metric", tiers.TIERS[r.tier].against, "measured", "delta", "tolerance", "verdict", "note")
+        against = tiers.TIERS[r.tier].against if r.tier in tiers.TIERS else "published"   # A-subset: published
+        header = ("metric", against, "measured", "delta", "tolerance", "verdict", "note")
         out.append(render(header, [tables.check_cells(row)[2:] for row in r.rows], markdown=True))
     out.append("## Which tiers ran\n")
     out.append(render(tables.STATUS_COLUMNS, tables.status_cells(results), markdown=True))

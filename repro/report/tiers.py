@@ -1,7 +1,9 @@
 """The gate tiers, one row each: which evaluation record a tier reads, of which profile, how to produce it, and
 its check. Tolerances and their justification are repro/published.yaml `tolerances.<tier>`, keyed the same.
 
-    A  the published checkpoint evaluated by us (profile full): every stat within a small absolute band.
+    A  the published checkpoint evaluated by us (profile full): every stat within a small absolute band; on a
+       seeded val subset (eval.val_images) it is judged as A-subset (repro/report/subset_tier.py): the published
+       number inside the subset's bootstrap interval, "too_small" when the subset cannot detect 0.02 AP.
     C  a full retrain (profile full): AP at least published - margin; suspect above published + margin.
     S  the CPU smoke fine-tune (profile smoke) against the committed baseline (reports/baselines/smoke.json).
     E  the committed smoke reference checkpoint evaluated by the code under test (profile smoke), against
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from repro import config, records
-from repro.report import checks
+from repro.report import checks, subset_tier
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ def check_tier(tier: str, name: str, inputs: checks.GateInputs) -> checks.TierRe
     why = not_run_reason(row, path, record) or row.missing(name, inputs)
     if why:
         return checks.TierResult(tier, name, path, not_run=why)
+    if tier == "A" and subset_tier.is_subset(record):   # a val subset is never the published protocol
+        return checks.TierResult(subset_tier.TIER, name, path,
+                                 rows=tuple(subset_tier.checks(name, record, inputs.published)))
     return checks.TierResult(tier, name, path, rows=tuple(row.check(name, record, inputs)))
 
 
@@ -74,6 +79,8 @@ def not_run_reason(tier: Tier, path: str, record: dict | None) -> str:
         return f"{path} is from profile {record.get('profile')!r}; tier {tier.name} needs profile {tier.profile!r}"
     if record.get("source") != tier.source:
         return f"{path} has source {record.get('source')!r}; tier {tier.name} needs {tier.source!r}"
+    if subset_tier.is_subset(record) and tier.name != "A":   # tier A judges a subset as A-subset
+        return f"{path} is a val subset (eval.val_images {record['subset']['n']}); tier {tier.name} needs every image"
     return ""
 
 
@@ -100,7 +107,9 @@ def failures(results, required, strict: bool, suspect_fails: bool = False) -> li
     bad = {"fail", "suspect"} if suspect_fails else {"fail"}
     out = [f"{r.tier} {r.config} {row.metric}: {row.verdict} {row.note}".rstrip()
            for r in results for row in r.rows if row.verdict in bad]
-    if strict:
+    if strict:   # a subset too small to detect 0.02 AP (tier A-subset) proves nothing: strict fails it
+        out += [f"{r.tier} {r.config} {row.metric}: too_small {row.note}" for r in results for row in r.rows
+                if row.verdict == "too_small"]
         out += [f"{r.tier} {r.config}: required tier not run: {r.not_run}"
                 for r in results if r.tier in required and not r.ran]
     if not any(r.ran for r in results):
