@@ -51,7 +51,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$uv" pip install -q --python .venv/bin/python --index-strategy unsafe-best-match "${pip_args[@]}" \
       -c constraints.txt -e '.[dev]'
   else
-    [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+    # (a .venv made by uv has no pip: venv adds it to the existing environment)
+    .venv/bin/python -m pip --version >/dev/null 2>&1 || "$PYTHON" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     # torch==2.13.0 is pinned: on a CUDA machine pip takes PyPI's CUDA build; on a CPU-only machine set
     # PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu to get the small CPU build.
