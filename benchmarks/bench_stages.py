@@ -35,6 +35,25 @@ def run(cmd, cwd, env) -> tuple[float, str]:
     return time.monotonic() - start, done.stdout + done.stderr
 
 
+def markdown(result: dict) -> str:
+    factor, total = result["factor"], result["total_s"]
+    basis = (f"emulated (AVX2-capped, fp32) x {factor}, the measured correction" if result["avx512"]
+             else "measured (this CPU has no AVX-512)")
+    lines = ["# The default pipeline, stage by stage (smoke profile, fp32)\n",
+             f"Times here and on a 2-core CPU without AVX-512 ({basis}).", "",
+             "| stage | s here | s without AVX-512 | share |", "|---|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['seconds']} | {round(s['seconds'] * factor, 1)} | "
+              f"{100 * s['seconds'] / total:.0f}% |" for s in result["stages"]]
+    lines += [f"| all | {round(total, 1)} | {round(total * factor, 1)} | 100% |", "",
+              "Start-up: `python -c 'import <module>'` (each stage pays this before any work):", "",
+              "| module | s here | s without AVX-512 |", "|---|---|---|"]
+    lines += [f"| {i['module']} | {i['seconds']} | {round(i['seconds'] * factor, 1)} |" for i in result["imports"]]
+    lines += ["", f"Machine: {result['machine']['cpu_model']}, {os.cpu_count()} cores, {result['date']}. The "
+              "machine may be shared: compare shares within this table, not with other runs.", "",
+              "Written by benchmarks/bench_stages.py."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     avx512 = cpu_kind.has_avx512()
     factor = cpu_kind.CORRECTION["pipeline"] if avx512 else 1.0
@@ -56,23 +75,10 @@ def main() -> None:
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine.fingerprint(), "avx512": avx512, "env": AVX2_ENV if avx512 else {},
               "factor": factor, "stages": stages, "imports": imports, "total_s": round(total, 1)}
-    basis = (f"emulated (AVX2-capped, fp32) x {factor}, the measured correction" if avx512
-             else "measured (this CPU has no AVX-512)")
-    lines = ["# The default pipeline, stage by stage (smoke profile, fp32)\n",
-             f"Times here and on a 2-core CPU without AVX-512 ({basis}).", "",
-             "| stage | s here | s without AVX-512 | share |", "|---|---|---|---|"]
-    lines += [f"| {s['stage']} | {s['seconds']} | {round(s['seconds'] * factor, 1)} | "
-              f"{100 * s['seconds'] / total:.0f}% |" for s in stages]
-    lines += [f"| all | {round(total, 1)} | {round(total * factor, 1)} | 100% |", "",
-              "Start-up: `python -c 'import <module>'` (each stage pays this before any work):", "",
-              "| module | s here | s without AVX-512 |", "|---|---|---|"]
-    lines += [f"| {i['module']} | {i['seconds']} | {round(i['seconds'] * factor, 1)} |" for i in imports]
-    lines += ["", f"Machine: {result['machine']['cpu_model']}, {os.cpu_count()} cores, {result['date']}. The "
-              "machine may be shared: compare shares within this table, not with other runs.", "",
-              "Written by benchmarks/bench_stages.py."]
+    text = markdown(result)
     atomic.write_json(REPO / "reports/benchmarks/stages_cpu.json", result)
-    atomic.write_text(REPO / "reports/benchmarks/stages_cpu.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    atomic.write_text(REPO / "reports/benchmarks/stages_cpu.md", text)
+    print(text)
 
 
 if __name__ == "__main__":
