@@ -9,7 +9,7 @@ Variants, run one after the other in the same invocation:
     avx2-fp32  PyTorch's and oneDNN's kernels capped at AVX2 (bench_pipeline.AVX2_ENV): the code path of a CPU
                without AVX-512, emulated on this one
 On a CPU without AVX-512 the native time is the measurement. On one with AVX-512, the AVX2 figure is the
-emulated time times AVX2_CORRECTION: on a real 2-core AVX2 EPYC the default pipeline took 2.35x what this
+emulated time times cpu_kind.CORRECTION["pipeline"]: on a real 2-core AVX2 EPYC the default pipeline took 2.35x what this
 emulation predicted (DEVELOPERS.md, 2026-12-02), so an emulated budget alone is not trusted.
 Writes reports/benchmarks/rehearsal_cpu.{json,md}.
 """
@@ -25,17 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import cpu_kind  # noqa: E402
 from benchmarks.bench_pipeline import AVX2_ENV  # noqa: E402
 from repro import atomic, machine  # noqa: E402
 
 BUDGET_S = 600          # issue 22: the rehearsal on 2 cores without AVX-512
-AVX2_CORRECTION = 2.35  # measured / emulated on a real AVX2-only EPYC (the default pipeline, 870 s / 370 s)
 VARIANTS = {"native": {}, "avx2-fp32": AVX2_ENV}
 TEST = "tests/e2e/test_full_rehearsal.py"
-
-
-def has_avx512() -> bool:
-    return "avx512f" in Path("/proc/cpuinfo").read_text()
 
 
 def run_variant(name: str) -> dict:
@@ -49,14 +45,13 @@ def run_variant(name: str) -> dict:
 
 
 def avx2_estimate(results: dict) -> dict | None:
-    """The time on 2 cores without AVX-512, and how it was obtained."""
-    if not has_avx512() and "native" in results:
-        return {"seconds": results["native"]["seconds"], "basis": "measured on this CPU (no AVX-512)"}
-    if "avx2-fp32" in results:
-        seconds = results["avx2-fp32"]["seconds"] * AVX2_CORRECTION
-        return {"seconds": round(seconds, 1), "basis": f"avx2-fp32 emulation x {AVX2_CORRECTION} (measured "
-                                                        "correction of this emulation on a real AVX2-only EPYC)"}
-    return None
+    """The time on 2 cores without AVX-512, and how it was obtained (the rehearsal is a pipeline run: the
+    pipeline's correction)."""
+    avx512 = cpu_kind.has_avx512()
+    if (not avx512 and "native" not in results) or (avx512 and "avx2-fp32" not in results):
+        return None
+    return cpu_kind.avx2_time("pipeline", results.get("native", {}).get("seconds", 0.0),
+                              results.get("avx2-fp32", {}).get("seconds"), avx512)
 
 
 def markdown(report: dict) -> str:

@@ -1,0 +1,39 @@
+"""Which CPU kind a benchmark ran on, and how its times are turned into a budget for a 2-core CPU without
+AVX-512 (the kind the budgets are set for).
+
+Without AVX-512 the time is measured directly. With AVX-512 it is only emulated (kernels capped at AVX2,
+flags hidden), and the emulation was measured to be optimistic (issue 26: a real 2-core AMD EPYC without
+AVX-512 against the AVX2-capped runs of the same commit here, reports/benchmarks/{pipeline,suite}_cpu.json of
+2026-11-29). The emulated time is multiplied by those factors, and the report says so.
+
+The suite's factor is 2.38 on the emulated wall time itself. Issue 26's "1.5x" is the same measurement taken
+against the older estimate (the emulated 1072.5 s already scaled by a 1.49 step-time ratio, 1594 s): 1.5 on the
+raw emulated time would promise 35 minutes where the real CPU takes 56.
+"""
+from pathlib import Path
+
+# (real 2-core EPYC without AVX-512 s, AVX2-capped emulation here s): scripts/repro.sh's pipeline, pytest
+MEASURED = {"pipeline": (870.0, 369.7), "suite": (2551.0, 1072.5)}
+CORRECTION = {what: round(real / emulated, 2) for what, (real, emulated) in MEASURED.items()}   # 2.35, 2.38
+
+
+def has_avx512(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    for line in cpuinfo.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return any(flag.startswith("avx512") for flag in value.split())
+    return False
+
+
+def avx2_time(what: str, measured_s: float, emulated_s: float | None, avx512: bool) -> dict:
+    """The budget time for `what` ("pipeline" or "suite") on a CPU without AVX-512: `measured_s` (the plain
+    run) where this CPU has no AVX-512, else `emulated_s` (the AVX2-capped run) x CORRECTION[what]."""
+    if not avx512:
+        return {"basis": "measured (this CPU has no AVX-512)", "seconds": round(measured_s, 1)}
+    if emulated_s is None:
+        return {"basis": "not available: this CPU has AVX-512 and the AVX2-capped variant was not run",
+                "seconds": None}
+    factor = CORRECTION[what]
+    return {"basis": f"emulated (AVX2-capped on an AVX-512 CPU) x {factor}, the measured correction "
+                     f"(real / emulated = {MEASURED[what][0]} / {MEASURED[what][1]} s)",
+            "emulated_s": round(emulated_s, 1), "factor": factor, "seconds": round(emulated_s * factor, 1)}
