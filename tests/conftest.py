@@ -67,3 +67,13 @@ def smoke_pipeline(tmp_path_factory):
     start = time.monotonic()
     sh(["scripts/repro.sh"], project)
     return project, time.monotonic() - start
+
+
+def assert_plot_png(path) -> None:
+    """`path` is a PNG that decodes to a drawn figure: wider than 100 px and more than two colours (a blank or
+    truncated file fails, where its first bytes alone would pass)."""
+    import numpy as np
+    from matplotlib import image
+    pixels = image.imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100, (path, pixels.shape)
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 2, f"{path}: a blank image"

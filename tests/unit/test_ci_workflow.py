@@ -59,6 +59,11 @@ def test_tier_a_runs_on_labelled_pull_requests_and_only_the_published_evaluation
     assert "scripts/repro.sh evaluate_published" in commands(job)
 
 
-def test_the_scripts_the_workflow_calls_exist():
-    for script in ("scripts/test.sh", "scripts/repro.sh"):
-        assert (REPO / script).is_file(), script
+def test_the_scripts_the_workflow_calls_are_executable_and_ci_runs_the_readme_test_command():
+    import os
+    for script in ("scripts/test.sh", "scripts/repro.sh", ".ci/run"):
+        assert os.access(REPO / script, os.X_OK), f"{script} is not executable"
+    ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == "exec scripts/test.sh", ci   # CI runs the README's test command and nothing else
+    readme = (REPO / "README.md").read_text()
+    assert "scripts/test.sh     # the test suite" in readme and "scripts/repro.sh     # the main job" in readme

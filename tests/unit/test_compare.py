@@ -11,6 +11,7 @@ from repro.report import baseline, compare
 from tests.unit.test_diagnose import gt_file  # noqa: F401  (fixture)
 from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
 from tests.unit.test_mmpose_log import log_text
+from tests.conftest import assert_plot_png
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_val_ap_plot_data_per_config_and_png(tree):
     assert [(r["config"], r["epoch"], r["AP"]) for r in rows] == [
         ("256x192", "10", "0.1"), ("256x192", "20", "0.35"), ("256x192", "30", "0.5"),
         ("384x288", "10", "0.2"), ("384x288", "20", "0.4")]
-    assert (tree / "reports/plots/val_ap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot_png(tree / "reports/plots/val_ap.png")
 
 
 def test_published_vs_measured_data_and_png(tree):
@@ -101,7 +102,7 @@ def test_published_vs_measured_data_and_png(tree):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 5    # configs x (trained, published checkpoint) x published stats
     assert rows[0] == {"metric": "256x192 trained AP", "published": "0.623", "measured": "0.62"}
-    assert (tree / "reports/plots/published_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
+    assert_plot_png(tree / "reports/plots/published_vs_measured.png")
 
 
 def test_smoke_profile_without_anything_measured_is_not_run_not_pass(tmp_path, monkeypatch):
@@ -165,7 +166,7 @@ def test_learning_curve_plot_data_and_png(curve_tree):
     assert rows[1] == {"config": "256x192", "epoch": "20", "measured": "0.35", "reference": "0.4",
                        "lower_bound": "0.38", "below_band": "True"}
     assert len(rows) == 3                   # 384x288 has no reference: no rows
-    assert (curve_tree / "reports/plots/learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot_png(curve_tree / "reports/plots/learning_curve.png")
 
 
 class RecordingTracker:

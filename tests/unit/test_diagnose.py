@@ -9,6 +9,7 @@ import pytest
 from repro import cli
 from repro.report import diagnose
 from repro.skeleton import KEYPOINT_NAMES, OKS_SIGMAS
+from tests.conftest import assert_plot_png
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 AREA = 10000.0
@@ -184,7 +185,7 @@ def test_cli_on_the_coco_sample_finds_the_perturbed_people(coco_sample, tmp_path
     assert report["b_report"]["errors"]["miss"] > 0
     assert {r["image_id"] for r in report["largest_losses"]} == {r["image_id"] for r in perturbed[:3]}
     assert len(report["largest_losses"]) == 3
-    assert (out / "keypoint_oks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot_png(out / "keypoint_oks.png")
     assert "## Diagnosis" in (out / "diagnosis.md").read_text() == capsys.readouterr().out.rstrip("\n") + "\n"
 
 
