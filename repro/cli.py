@@ -163,6 +163,21 @@ def _plan(args):
     return 0
 
 
+def _diagnose(args):
+    """Where the AP went between two prediction files; one line on bad input (exit 2)."""
+    from repro.report import diagnose
+    print(diagnose.write_report(diagnose.diagnose(args.gt, args.a, args.b), args.out))
+    return 0
+
+
+def _record(args):
+    """Commit a full-profile run's dvc.lock, params, metrics and comparison under reports/records/full/."""
+    from repro.report import record
+    dest, commit = record.record(".", push=args.push, message=args.message)
+    print(f"recorded {dest} in commit {commit[:12]}" + ("" if args.push else "; run `dvc push` to share its data"))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
@@ -219,6 +234,14 @@ def _parser() -> argparse.ArgumentParser:
     p = gate_inputs(command("drift", _drift, "the smoke metrics against the committed baseline, like dvc "
                                              "metrics diff; exit 1 past tolerance"))
     p.add_argument("--rev", help="read the baseline at this git revision (git show REV:path)")
+    p = command("diagnose", _diagnose, "where the AP went between two prediction files")
+    p.add_argument("a", help="reference COCO keypoint results (e.g. the published checkpoint's)")
+    p.add_argument("b", help="candidate COCO keypoint results (e.g. the retrain's)")
+    p.add_argument("--gt", required=True, help="COCO person_keypoints annotation file")
+    p.add_argument("--out", default="reports/diagnosis", help="where diagnosis.{md,json} and the plot go")
+    p = command("record", _record, "commit a full-profile run's dvc.lock, metrics and comparison (reports/records/)")
+    p.add_argument("--push", action="store_true", help="dvc push before committing")
+    p.add_argument("-m", "--message", help="a paragraph for the commit message (where, on what, why)")
     p = command("plan", _plan, "estimated time and device-hours per stage, before a run (or --check after it)")
     p.add_argument("--gpu", help="a device of repro/throughput.yaml instead of probing this machine")
     p.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
@@ -247,12 +270,8 @@ def _main_of(module: str, func: str = "main"):
 
 # Commands that own their argument parsing: `repro train ...` is `python -m repro.engine.train ...`.
 DELEGATED_HELP = {"train": "train one config (torchrun for several GPUs); repro train --help for its options",
-                  "diagnose": "where the AP went between two prediction files",
-                  "reference": "make tier E's committed smoke reference checkpoints",
-                  "record": "commit a full-profile run's dvc.lock, metrics and comparison (reports/records/)"}
-DELEGATED = {"train": _main_of("repro.engine.train", "run_train"),
-             "diagnose": _main_of("repro.report.diagnose"),
-             "reference": _main_of("repro.reference_build"), "record": _main_of("repro.report.record")}
+                  "reference": "make tier E's committed smoke reference checkpoints"}
+DELEGATED = {"train": _main_of("repro.engine.train", "run_train"), "reference": _main_of("repro.reference_build")}
 
 
 def _dispatch(argv: list):

@@ -41,12 +41,10 @@ Where this differs from the toolkit, on purpose:
 - Person sizes are pycocotools' (all includes people under 32^2, as the reported COCO AP does); the
   toolkit's "all" starts at 32^2. The toolkit's scoring-error analysis (optimal rescoring) is not done.
 """
-import argparse
 import contextlib
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +53,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from repro import atomic, records
+from repro.errors import InputFileError
 from repro.report.plots import save_png
 from repro.report.tables import render
 from repro.skeleton import FLIP_INDICES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
@@ -68,7 +67,7 @@ TOP_LOSSES = 10
 DP = 4
 
 
-class DiagnoseError(ValueError):
+class DiagnoseError(InputFileError):
     """A missing or malformed ground-truth or result file; the message names the file and the entry."""
 
 
@@ -380,20 +379,3 @@ def pipeline_section(profile: str, names, eval_dir, gt_path, out_dir) -> str:
     if not reports:
         return f"## Diagnosis\n\nNot run: no pair of prediction files under `{eval_dir}` (profile {profile}).\n"
     return "\n".join(write_report(report, Path(out_dir) / name, f"Diagnosis: {name}") for name, report in reports)
-
-
-def main(argv=None) -> int:
-    """`repro diagnose A.json B.json --gt ANN.json [--out DIR]`: exit 2 with one line on bad input."""
-    parser = argparse.ArgumentParser(prog="repro diagnose", description=__doc__.splitlines()[0])
-    parser.add_argument("a", help="reference COCO keypoint results (e.g. the published checkpoint's)")
-    parser.add_argument("b", help="candidate COCO keypoint results (e.g. the retrain's)")
-    parser.add_argument("--gt", required=True, help="COCO person_keypoints annotation file")
-    parser.add_argument("--out", default="reports/diagnosis", help="where diagnosis.{md,json} and the plot go")
-    args = parser.parse_args(argv)
-    try:
-        report = diagnose(args.gt, args.a, args.b)
-    except DiagnoseError as e:
-        print(f"repro diagnose: {e}", file=sys.stderr)
-        return 2
-    print(write_report(report, args.out))
-    return 0

@@ -19,7 +19,6 @@ the recorded dvc.lock points at checkpoints and predictions the remote has. To g
     git show REV:reports/records/full/dvc.lock > dvc.lock && git show REV:reports/records/full/params.yaml > params.yaml
     dvc pull                               # the recorded models/, outputs/eval/, reports/ from the remote
 """
-import argparse
 import json
 import shutil
 import subprocess
@@ -109,14 +108,3 @@ def record(root=".", push: bool = False, message: str | None = None, profiles=RE
     _run(["git", "add", "--", str(rel)], root, "git add")
     _run(["git", "commit", "-q", "-m", subject, "-m", body, "--", str(rel)], root, "git commit")
     return dest, _run(["git", "rev-parse", "HEAD"], root, "git rev-parse").strip()
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="repro record", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--push", action="store_true", help="dvc push before committing")
-    parser.add_argument("-m", "--message", help="a paragraph for the commit message (where, on what, why)")
-    args = parser.parse_args(argv)
-    dest, commit = record(".", push=args.push, message=args.message)
-    print(f"recorded {dest} in commit {commit[:12]}" + ("" if args.push else "; run `dvc push` to share its data"))
-    return 0
