@@ -106,7 +106,7 @@ def synthetic_load(args, rng):
     return gt, preds
 
 
-# Alike in shape to tests/unit/test_postprocess.py reference_nms on purpose: this one is the timed baseline (numpy
+# Alike in shape to tests/unit/evaluation/test_postprocess.py reference_nms on purpose: this one is the timed baseline (numpy
 # over the 17 keypoints, as mmpose runs it), that one the per-keypoint oracle; merging would change either.
 def reference_oks_nms(image_ids, keypoints, scores, areas, thr=0.9, sigmas=OKS_SIGMAS):
     """The straightforward version, mmpose's loop: per image (in order of first appearance), visit boxes in

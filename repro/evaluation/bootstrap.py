@@ -3,7 +3,7 @@
 pycocotools matches every image on its own (COCOeval.evaluateImg) and only `accumulate` pools the images.
 So the per-image matches are computed once, with pycocotools, and a resample of images (with duplicates)
 is scored by pooling their rows again: `stats(table, idx)` is pycocotools' accumulate + summarize for the
-image list `idx`, bit for bit (tests/unit/test_bootstrap.py checks it against COCOeval run on the resampled
+image list `idx`, bit for bit (tests/unit/evaluation/test_bootstrap.py checks it against COCOeval run on the resampled
 images renamed apart), in about a millisecond instead of a full COCOeval.
 
     table = image_table(coco_gt, results)          # one COCOeval.evaluate

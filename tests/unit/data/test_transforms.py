@@ -19,7 +19,7 @@ def within_binomial(count: int, n: int, p: float, sigmas: float = 4.0) -> bool:
 def test_augment_config_matches_params_yaml():
     from pathlib import Path
     from repro.config import load
-    assert load(Path(__file__).resolve().parents[2] / "params.yaml", "256x192", profile="full").augment == AUG
+    assert load(Path(__file__).resolve().parents[3] / "params.yaml", "256x192", profile="full").augment == AUG
 
 
 def test_bbox_to_center_scale_hand_computed():

@@ -8,7 +8,7 @@ import pytest
 from repro import config
 from repro.engine import curve
 from repro.engine.mmpose_log import LogFormatError
-from tests.unit.test_mmpose_log import log_text
+from tests.unit.engine.test_mmpose_log import log_text
 
 REF = [(10, 0.30), (20, 0.50), (30, 0.56)]
 

@@ -8,9 +8,9 @@ import yaml
 from repro import config, machine
 from repro.report import baseline, compare
 
-from tests.unit.test_diagnose import gt_file  # noqa: F401  (fixture)
-from tests.unit.test_gates import NAMES, PLATFORM, fake_runs, record, shifted, write
-from tests.unit.test_mmpose_log import log_text
+from tests.unit.report.test_diagnose import gt_file  # noqa: F401  (fixture)
+from tests.unit.report.test_tiers import NAMES, PLATFORM, fake_runs, record, shifted, write
+from tests.unit.engine.test_mmpose_log import log_text
 from tests.conftest import assert_plot_png
 
 
@@ -198,7 +198,7 @@ def test_learning_curve_goes_to_the_compare_run(curve_tree):
 def test_comparison_md_diagnoses_the_pipeline_predictions(tree, gt_file, profile, present, candidate, section):
     """A miss planted in the candidate's predictions (B) is found in its section; 384x288 has no published
     predictions in the full case, so it has no section."""
-    from tests.unit.test_diagnose import perfect, planted
+    from tests.unit.report.test_diagnose import perfect, planted
     for name in present:
         results = planted("miss") if name == candidate else perfect().values()
         out = tree / "outputs/eval" / name / "predictions.json"

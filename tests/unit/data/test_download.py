@@ -1,6 +1,6 @@
 """repro.data.download against a local HTTP server on 127.0.0.1 (started per test; no other address is contacted).
 
-    .venv/bin/python -m pytest tests/unit/test_download.py -q
+    .venv/bin/python -m pytest tests/unit/data/test_download.py -q
 """
 import hashlib
 import http.server

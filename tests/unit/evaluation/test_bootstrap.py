@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from tests.unit import bootstrap_data as data
+from tests.unit.evaluation import bootstrap_data as data
 from repro.evaluation import bootstrap, evaluate
 
 
