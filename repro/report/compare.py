@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from repro import atomic, tracking
 from repro.engine import curve, mmpose_log
-from repro.report import gates
+from repro.report import gates, tracking_run
 
 DP = 4
 
@@ -63,9 +63,9 @@ def run_compare(cfg, *, metrics_dir, models_dir, out_dir, eval_dir) -> dict:
                       gt_path=cfg.data.val_ann)
     pairs = [p["name"] for p in json.loads((out_dir / "diagnosis" / "pairs.json").read_text())]   # this run's
     plots = [(out_dir / "diagnosis" / name / "keypoint_oks.png", f"diagnosis/{name}") for name in pairs]
-    tracking.log_comparison(cfg, summary, out_dir / "comparison.md", artifacts=plots, also=lambda tracker:
-                            log_learning_curve(tracker, summary["learning_curve"], out_dir / "plots"))
-    tracking.close_pipeline(summary["verdict"])
+    tracking_run.log_comparison(cfg, summary, out_dir / "comparison.md", artifacts=plots, also=lambda tracker:
+                                log_learning_curve(tracker, summary["learning_curve"], out_dir / "plots"))
+    tracking_run.close_pipeline(summary)
     return summary
 
 
@@ -409,8 +409,8 @@ def write_learning_curve(plots_dir: Path, curves: dict):
 
 
 def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
-    """The learning curve in the compare stage's MLflow run: per config and epoch the measured and reference
-    AP (step = epoch), the count of flagged validations as a tag, and the plot files.
+    """The learning curve in the compare stage's MLflow run: per config and epoch (step) the measured AP
+    `<config>/val/AP` (the training run's `val/AP`) and the reference `curve/<config>/reference`, the count of flagged validations as a tag, and the plot files.
 
     Args:
         tracker: the compare run (tracking.Tracker, or anything with its methods).
@@ -419,7 +419,7 @@ def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
     """
     for name, entry in curves.items():
         for r in entry["validations"]:
-            values = {f"curve/{name}/measured": r["measured"], f"curve/{name}/reference": r["reference"]}
+            values = {f"{name}/val/AP": r["measured"], f"curve/{name}/reference": r["reference"]}
             tracker.log_metrics({k: v for k, v in values.items() if v is not None}, step=r["epoch"])
         tracker.set_tags({f"repro.curve.{name}": entry["status"] if entry["status"] != "ran"
                           else f"{entry['flagged']} below band"})

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from repro import config, tracking
+from repro.evaluation.tracking_run import log_evaluation
 from tests.conftest import REPO
 from tests.e2e import mlflow_ui
 
@@ -29,8 +30,8 @@ def test_mlflow_ui_shows_runs_and_ap(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     cfg = config.load(REPO / "params.yaml", "256x192")
     for name, ap in RUNS.items():
-        tracking.log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "num_images": 100, "source": "trained",
-                                            "checkpoint": "x.pth", "config": "256x192", "profile": "smoke"})
+        log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "num_images": 100, "source": "trained",
+                                   "checkpoint": "x.pth", "config": "256x192", "profile": "smoke"})
 
     start = time.monotonic()
     with mlflow_ui.serve(db) as base_url:
@@ -57,8 +58,8 @@ def test_saved_view_opens_the_runs_table_with_the_comparison_columns(tmp_path, m
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     cfg = config.load(REPO / "params.yaml", "256x192")
     for name, ap in RUNS.items():
-        tracking.log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "AP75": 0.5, "AR": 0.6, "source": "trained",
-                                            "checkpoint": "x.pth"})
+        log_evaluation(name, cfg, {"AP": ap, "AP50": 0.8, "AP75": 0.5, "AR": 0.6, "source": "trained",
+                                   "checkpoint": "x.pth"})
     from mlflow.tracking import MlflowClient
     exp_id = MlflowClient(f"sqlite:///{db}").get_experiment_by_name("cpm-repro").experiment_id
     with mlflow_ui.serve(db) as base_url:
