@@ -31,10 +31,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, registry, tracking
+from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, tracking
 from repro.config import RunConfig, TrainConfig
 from repro.engine import curve, launch, mmpose_log, runlog
 from repro.model import build_cpm
+from repro.tracking import models
 
 log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
 
@@ -431,8 +432,9 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
         if env.is_main and work != out_dir:
             _move_outputs(work, out_dir)
         tracker.log_artifact(out_dir / "best.pth", "checkpoints")
-        if (out_dir / "best.pth").is_file():   # an MLflow model, registered as cpm-<config> (repro/registry.py)
-            tracker.log_model(registry.model_spec(cfg, out_dir / "best.pth", "trained"))
+        if (out_dir / "best.pth").is_file():   # an MLflow model, registered as cpm-<config> (tracking/models.py)
+            tracker.log_model(models.model_spec(cfg, out_dir / "best.pth", "trained"))
+        tracker.log_metrics(tracking.summary_metrics(summary, "best"), step=0)   # the run's result: best/AP...
         tracking.gather_logs(tracker, out_dir)
         tracker.end("FINISHED")
         return summary

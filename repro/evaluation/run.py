@@ -20,6 +20,7 @@ from pathlib import Path
 from repro import atomic, checkpoint as ckpt_io, config, machine, records, tracking
 from repro.errors import ReproError
 from repro.evaluation import evaluate, ledger, reference, results
+from repro.evaluation.tracking_run import log_evaluation
 
 def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, published_dir,
                  ledger_dir=None, use_gt_bbox: bool | None = None) -> dict:
@@ -54,7 +55,7 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
         if record.get("status") == "not_run":   # the stage's out (outputs/eval/<tag>) says why, as the metrics do
             records.write(eval_dir / "metrics.json", record)
         else:
-            tracking.log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record)
+            log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record)
         return record
     if source == "published" and cfg.data.source != "coco":
         reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
@@ -73,8 +74,8 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
     records.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
     # A published checkpoint is also registered as the MLflow model cpm-<config>-published (trained ones are
     # registered by their training run, as cpm-<config>).
-    tracking.log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record,
-                            model_checkpoint=checkpoint if source == "published" else None)
+    log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record,
+                   model_checkpoint=checkpoint if source == "published" else None)
     if source == "trained" and ledger_dir is not None:   # one retrain more in the seed ledger
         ledger.append(ledger_dir, record, config.published()["metric_names"])
     return record

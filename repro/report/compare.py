@@ -28,7 +28,7 @@ from pathlib import Path
 
 from repro import atomic, config, records, tracking
 from repro.engine import curve, mmpose_log
-from repro.report import checks, equivalence, plan, plots, tables, tiers
+from repro.report import checks, equivalence, plan, plots, tables, tiers, tracking_run
 from repro.report.tables import render, rounded as _round
 
 
@@ -52,10 +52,10 @@ def run_compare(cfg, *, metrics_dir, models_dir, out_dir, eval_dir) -> dict:
     summary = compare(Path(metrics_dir), Path(models_dir), out_dir, cfg.profile, eval_dir=Path(eval_dir),
                       gt_path=cfg.data.val_ann)
     pairs = [p["name"] for p in json.loads((out_dir / "diagnosis" / "pairs.json").read_text())]   # this run's
-    plots = [(out_dir / "diagnosis" / name / "keypoint_oks.png", f"diagnosis/{name}") for name in pairs]
-    tracking.log_comparison(cfg, summary, out_dir / "comparison.md", artifacts=plots, also=lambda tracker:
-                            log_learning_curve(tracker, summary["learning_curve"], out_dir / "plots"))
-    tracking.close_pipeline(summary["verdict"])
+    pngs = [(out_dir / "diagnosis" / name / "keypoint_oks.png", f"diagnosis/{name}") for name in pairs]
+    tracking_run.log_comparison(cfg, summary, out_dir / "comparison.md", artifacts=pngs, also=lambda tracker:
+                                log_learning_curve(tracker, summary["learning_curve"], out_dir / "plots"))
+    tracking_run.close_pipeline(summary)
     return summary
 
 
@@ -165,8 +165,7 @@ def markdown(results, summary: dict, published: dict) -> str:
             out.append(f"**not run**: {r.not_run}\n")
             continue
         out.append(f"Metrics: `{r.path}`\n")
-        against = tiers.TIERS[r.tier].against if r.tier in tiers.TIERS else "published"   # A-subset: published
-        header = ("metric", against, "measured", "delta", "tolerance", "verdict", "note")
+        header = ("metric", tiers.row_of(r.tier).against, "measured", "delta", "tolerance", "verdict", "note")
         out.append(render(header, [tables.check_cells(row)[2:] for row in r.rows], markdown=True))
     out.append("## Which tiers ran\n")
     out.append(render(tables.STATUS_COLUMNS, tables.status_cells(results), markdown=True))
@@ -299,8 +298,8 @@ def learning_curve_markdown(curves: dict, spec: dict) -> str:
 
 
 def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
-    """The learning curve in the compare stage's MLflow run: per config and epoch the measured and reference
-    AP (step = epoch), the count of flagged validations as a tag, and the plot files.
+    """The learning curve in the compare stage's MLflow run: per config and epoch (step) the measured AP
+    `<config>/val/AP` (the training run's `val/AP`) and the reference `curve/<config>/reference`, the count of flagged validations as a tag, and the plot files.
 
     Args:
         tracker: the compare run (tracking.Tracker, or anything with its methods).
@@ -309,7 +308,7 @@ def log_learning_curve(tracker, curves: dict, plots_dir: Path) -> None:
     """
     for name, entry in curves.items():
         for r in entry["validations"]:
-            values = {f"curve/{name}/measured": r["measured"], f"curve/{name}/reference": r["reference"]}
+            values = {f"{name}/val/AP": r["measured"], f"curve/{name}/reference": r["reference"]}
             tracker.log_metrics({k: v for k, v in values.items() if v is not None}, step=r["epoch"])
         tracker.set_tags({f"repro.curve.{name}": entry["status"] if entry["status"] != "ran"
                           else f"{entry['flagged']} below band"})

@@ -45,6 +45,12 @@ TABLE = (
 )
 TIERS = {t.name: t for t in TABLE}
 NAMES = tuple(TIERS)
+READS_AS = {subset_tier.TIER: "A"}   # a result's tier -> the row whose record it read (A-subset: A's)
+
+
+def row_of(result_tier: str) -> Tier:
+    """The table row behind a result's tier name (A-subset's is A)."""
+    return TIERS[READS_AS.get(result_tier, result_tier)]
 
 
 def profile_tiers(profile: str) -> tuple:

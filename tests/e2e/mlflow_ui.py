@@ -153,6 +153,21 @@ def metric_shown(text: str, key: str, value) -> bool:
     return re.search(rf"(?<!\S){re.escape(key)} {re.escape(js_number(value))}(?!\S)", text) is not None
 
 
+def row_text(text: str, row: str, others=()) -> str:
+    """The part of a runs-table page text that is run `row`'s row: from its name to the next of `others`
+    (the names of runs that may follow it, e.g. its children when expanded) or the end."""
+    match = re.search(rf"(?<!\S){re.escape(row)}(?!\S)", text)
+    assert match, f"the runs table has no row {row!r}; the page reads:\n{text[:3000]}"
+    rest = text[match.end():]
+    ends = [m.start() for m in (re.search(rf"(?<!\S){re.escape(o)}(?!\S)", rest) for o in others) if m]
+    return rest[:min(ends, default=len(rest))]
+
+
+def values_shown(text: str, values) -> list:
+    """The entries of `values` that `text` does not show as whole tokens (JavaScript's formatting)."""
+    return [v for v in values if not re.search(rf"(?<!\S){re.escape(js_number(v))}(?!\S)", text)]
+
+
 def _latest_runs(db_path, experiment: str, run_names: list) -> tuple[str, dict, dict]:
     """(experiment id, {run name: run id of the newest run so named}, {run name: the name of the row that
     shows it in the runs table: its parent run's, since child runs are collapsed under it}) from the store."""

@@ -104,6 +104,10 @@ def test_mlflow_runs_of_one_repro_are_grouped_and_shown_in_the_ui(pipeline):
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     ap = {n: runs[f"evaluate_{n}"].data.metrics["AP"] for n in NAMES}
     assert ap == {n: json.loads((project / f"reports/metrics/{n}.json").read_text())["AP"] for n in NAMES}
+    # the parent row carries each config's AP under the compare run's name (README: MLflow metric names)
+    compared = runs["compare-smoke"].data.metrics
+    assert {f"{n}/AP": parent.data.metrics.get(f"{n}/AP") for n in NAMES} == \
+        {f"{n}/AP": compared[f"{n}/AP"] for n in NAMES} == {f"{n}/AP": round(ap[n], 4) for n in NAMES}
     mlflow_ui.assert_runs_shown(project / "mlflow.db", [f"evaluate_{n}" for n in NAMES], list(ap.values()))
 
 

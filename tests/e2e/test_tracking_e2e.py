@@ -53,6 +53,15 @@ def test_run_has_per_iteration_loss_and_lr_and_per_epoch_metrics_with_steps(reco
         assert sorted(m.step for m in client.get_metric_history(run.info.run_id, name)) == [3], name
 
 
+def test_live_run_ends_with_its_best_validation_as_best_metrics(record, short_run):
+    """best/* (the README's metric names) on a live run, as on one published late; no final/* beside val/*."""
+    _, run = record
+    import json
+    best = json.loads((short_run / "metrics.json").read_text())["best"]
+    assert run.data.metrics["best/AP"] == best["AP"] and run.data.metrics["best/epoch"] == best["epoch"]
+    assert not any(k.startswith("final/") for k in run.data.metrics)
+
+
 def test_run_has_checkpoint_log_and_context_artifacts(record):
     client, run = record
     paths = artifact_paths(client, run.info.run_id)
@@ -61,7 +70,7 @@ def test_run_has_checkpoint_log_and_context_artifacts(record):
             "context/recipe_diff.json"} <= paths
     freeze = client.download_artifacts(run.info.run_id, "context/pip_freeze.txt")
     assert "torch==" in open(freeze).read()
-    # best.pth is also a registered MLflow model (repro/registry.py; its loading is tests/unit/test_registry.py)
+    # best.pth is also a registered MLflow model (repro/tracking/models.py; its loading is tests/unit/tracking/test_models.py)
     assert run.data.tags["repro.model"].startswith("models:/cpm-256x192/")
 
 

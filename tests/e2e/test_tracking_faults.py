@@ -16,7 +16,7 @@ from repro import checkpoint, config, tracking
 from repro.engine import train
 from repro.model import build_cpm
 from tests.e2e.conftest import make_project, repro_cmd, repro_env
-from tests.unit.test_tracking import make_read_only
+from tests.unit.tracking.helpers import make_read_only
 
 pytestmark = pytest.mark.slow
 EVALUATE = [sys.executable, "-m", "stages.evaluate", "--config", "256x192", "--source", "trained",

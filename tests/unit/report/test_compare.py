@@ -187,7 +187,7 @@ def test_learning_curve_goes_to_the_compare_run(curve_tree):
     summary = run_curve(curve_tree)
     tracker = RecordingTracker()
     compare.log_learning_curve(tracker, summary["learning_curve"], curve_tree / "reports/plots")
-    assert ("curve/256x192/measured", 20, 0.35) in tracker.metrics
+    assert ("256x192/val/AP", 20, 0.35) in tracker.metrics
     assert ("curve/256x192/reference", 30, 0.5) in tracker.metrics
     assert tracker.tags == {"repro.curve.256x192": "2 below band", "repro.curve.384x288": "not_run"}
     assert tracker.artifacts == [("learning_curve.png", "plots"), ("learning_curve.csv", "plots")]

@@ -1,4 +1,4 @@
-"""repro.report.gates and repro.report.baseline with hand-made metrics files: verdicts, strictness, tables,
+"""repro.report.tiers (+ checks, drift) and repro.report.baseline with hand-made metrics files: verdicts, strictness, tables,
 drift, baseline."""
 import json
 import subprocess

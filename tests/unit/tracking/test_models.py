@@ -1,4 +1,4 @@
-"""Checkpoints as registered MLflow models (repro.registry): what `models:/cpm-256x192/latest` loads is the
+"""Checkpoints as registered MLflow models (repro.tracking.models): what `models:/cpm-256x192/latest` loads is the
 checkpoint's network, with its last stage as output; published checkpoints are registered apart; a store
 failure keeps the model for `repro publish`; REPRO_TRACKING=0 registers nothing.
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from repro import checkpoint, config, registry, tracking
+from repro import checkpoint, config, tracking
+from repro.evaluation.tracking_run import log_evaluation
+from repro.tracking import models
 from repro.engine import train
 from repro.model import build_cpm
 from tests.conftest import REPO
@@ -51,7 +53,7 @@ def random_checkpoint(cfg, path, seed: int):
 
 
 def expected_heatmaps(model, cfg):
-    x = torch.from_numpy(registry.example_input(cfg.codec.input_size))
+    x = torch.from_numpy(models.example_input(cfg.codec.input_size))
     with torch.no_grad():
         return model(x)[-1], x
 
@@ -105,7 +107,7 @@ def test_finished_training_registers_best_pth_as_cpm_config(store, cfg, monkeypa
     assert info.flavors["pytorch"]["model_data"] == "data"
     local = mlflow.artifacts.download_artifacts(f"models:/{NAME}/latest")
     example = json.loads(open(f"{local}/input_example.json").read())
-    np.testing.assert_array_equal(np.asarray(example, dtype=np.float32), registry.example_input(cfg.codec.input_size))
+    np.testing.assert_array_equal(np.asarray(example, dtype=np.float32), models.example_input(cfg.codec.input_size))
     files = {p.name for p in Path(local).rglob("*") if p.is_file()}
     assert "model.pt2" in files and not files & {"model.pth", "pickle_module_info.txt"}   # no pickled code
 
@@ -115,7 +117,7 @@ def test_a_second_run_is_a_new_version_and_latest_follows_it(store, cfg):
     second = random_checkpoint(cfg, store / "b.pth", seed=2)
     for path in ("a.pth", "b.pth"):
         tracking.publish({"kind": "train", "name": "train-256x192-smoke", "tags": {"git.commit": "abc"},
-                          "params": {}, "model": registry.model_spec(cfg, store / path, "trained")})
+                          "params": {}, "model": models.model_spec(cfg, store / path, "trained")})
     assert client().get_registered_model(NAME).aliases == {"smoke": 2}
     assert_registered_model_is(f"models:/{NAME}/latest", second, cfg)
     assert_registered_model_is(f"models:/{NAME}/1", first, cfg)
@@ -126,7 +128,7 @@ def test_a_second_run_is_a_new_version_and_latest_follows_it(store, cfg):
 def test_published_checkpoint_is_registered_apart(store, cfg):
     published = random_checkpoint(cfg, store / "published.pth", seed=3)
     record = {"AP": 0.62, "source": "published", "checkpoint": "published.pth", "config": "256x192"}
-    run_id = tracking.log_evaluation("evaluate_published_256x192", cfg, record, model_checkpoint=store / "published.pth")
+    run_id = log_evaluation("evaluate_published_256x192", cfg, record, model_checkpoint=store / "published.pth")
     c = client()
     assert [m.name for m in c.search_registered_models()] == [f"{NAME}-published"]   # not cpm-256x192/latest
     version = c.get_model_version(f"{NAME}-published", "1")
@@ -136,18 +138,18 @@ def test_published_checkpoint_is_registered_apart(store, cfg):
 
 def test_store_failure_keeps_the_model_for_repro_publish(store, cfg, monkeypatch):
     model = random_checkpoint(cfg, store / "best.pth", seed=4)
-    real = registry.log_checkpoint
+    real = models.log_checkpoint
 
     def broken(*a, **k):
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(registry, "log_checkpoint", broken)
-    assert tracking.log_evaluation("evaluate_published_256x192", cfg, {"AP": 0.6, "source": "published"},
-                                   model_checkpoint=store / "best.pth") is None
+    monkeypatch.setattr(models, "log_checkpoint", broken)
+    assert log_evaluation("evaluate_published_256x192", cfg, {"AP": 0.6, "source": "published"},
+                          model_checkpoint=store / "best.pth") is None
     [marker] = (store / tracking.PENDING_DIR).glob("*.json")
     assert json.loads(marker.read_text())["model"]["checkpoint"] == str(store / "best.pth")
 
-    monkeypatch.setattr(registry, "log_checkpoint", real)
+    monkeypatch.setattr(models, "log_checkpoint", real)
     done, failed = tracking.publish_pending(store / tracking.PENDING_DIR)
     assert len(done) == 1 and not failed and not marker.exists()
     assert_registered_model_is(f"models:/{NAME}-published/latest", model, cfg)
@@ -156,14 +158,14 @@ def test_store_failure_keeps_the_model_for_repro_publish(store, cfg, monkeypatch
 def test_tracking_off_registers_nothing(store, cfg, monkeypatch):
     random_checkpoint(cfg, store / "best.pth", seed=5)
     monkeypatch.setenv("REPRO_TRACKING", "0")
-    assert tracking.log_evaluation("evaluate_published_256x192", cfg, {"AP": 0.6, "source": "published"},
-                                   model_checkpoint=store / "best.pth") is None
+    assert log_evaluation("evaluate_published_256x192", cfg, {"AP": 0.6, "source": "published"},
+                          model_checkpoint=store / "best.pth") is None
     assert not (store / "mlflow.db").exists() and not (store / tracking.PENDING_DIR).exists()
 
 
 def test_a_checkpoint_of_another_network_is_refused_with_its_path(store, cfg, tmp_path):
     """The spec's network must match the file (a full-model spec on a narrow file): one CheckpointError line."""
     random_checkpoint(cfg, tmp_path / "narrow.pth", seed=6)
-    spec = {**registry.model_spec(cfg, tmp_path / "narrow.pth", "trained"), "model": {"num_keypoints": 17}}
+    spec = {**models.model_spec(cfg, tmp_path / "narrow.pth", "trained"), "model": {"num_keypoints": 17}}
     with pytest.raises(checkpoint.CheckpointError, match="narrow.pth: state_dict does not match"):
-        registry.load_module(spec)
+        models.load_module(spec)
