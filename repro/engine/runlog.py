@@ -21,11 +21,11 @@ from pathlib import Path
 import yaml
 
 from repro import atomic
-from repro.tracking import NullTracker
+from repro.tracking import LOG_FILES, NullTracker
 
 log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
 
-TRAIN_LOG, VAL_HISTORY, METRICS, CONFIG = "train_log.jsonl", "val_history.csv", "metrics.json", "config.yaml"
+TRAIN_LOG, VAL_HISTORY, METRICS, CONFIG = LOG_FILES   # a run's files, which its MLflow run also carries
 
 
 def _round(record: dict) -> dict:

@@ -439,7 +439,7 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
         tracker.end("FINISHED")
         return summary
     except BaseException as e:
-        tracking.gather_logs(tracker, work if (work / "train_log.jsonl").exists() else out_dir)
+        tracking.gather_logs(tracker, work if (work / runlog.TRAIN_LOG).exists() else out_dir)
         tracker.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
 
