@@ -130,6 +130,24 @@ def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def to_uint8_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 (H, W, 3) -> RGB uint8 (3, H, W): what a worker hands over; `normalize_images` finishes it."""
+    return torch.from_numpy(np.ascontiguousarray(crop_bgr[..., ::-1].transpose(2, 0, 1)))
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB uint8 -> float32 normalised, on the images' device; float images pass unchanged.
+
+    The same float32 operations as `to_tensor` (uint8 -> float32 is exact, then one IEEE subtraction and one
+    division per element), so the result is bit-identical to normalising in the worker.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    mean = torch.from_numpy(MEAN_RGB).to(images.device).view(1, 3, 1, 1)
+    std = torch.from_numpy(STD_RGB).to(images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) / std
+
+
 def truncnorm(rng: np.random.Generator, size: int) -> np.ndarray:
     """`size` draws of a standard normal truncated to [-1, 1] (scipy truncnorm(-1, 1)), by rejection."""
     out = np.empty(0)

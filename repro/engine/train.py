@@ -34,6 +34,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, registry, tracking
 from repro.config import RunConfig, TrainConfig
+from repro.data import loader as data_loader
+from repro.data.transforms import normalize_images
 from repro.engine import curve, launch, mmpose_log, runlog
 from repro.model import build_cpm
 
@@ -42,7 +44,8 @@ log = logging.getLogger("repro.train")   # name kept from before repro/engine/: 
 PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_accuracy)
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Items that may change between a checkpoint and its resumption (they do not change the numbers).
-RESUME_FREE = {"train.epochs", "train.num_workers", "train.log_interval", "train.skip_corrupt_images",
+RESUME_FREE = {"train.epochs", "train.num_workers", "train.persistent_workers", "train.prefetch_factor",
+               "eval.prefetch_factor", "train.log_interval", "train.skip_corrupt_images",
                "train.stop_below_published", "train.resume_adapt_world_size", "eval.num_workers", "eval.batch_size"}
 WORK_DIR_TOKEN = ".rank0-token"   # written by rank 0 into the work dir, read back by every rank
 
@@ -116,27 +119,27 @@ def build_datasets(cfg: RunConfig):
     from repro.data.coco import TopDownCocoDataset
     d = cfg.data
     train_ds = TopDownCocoDataset(d.train_ann, d.train_images, cfg.codec, cfg.augment, is_training=True,
-                                  seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images)
+                                  seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images,
+                                  reduced_decode=cfg.train.reduced_decode, uint8_images=True)
     val_ds = TopDownCocoDataset(d.val_ann, d.val_images, cfg.codec, cfg.augment, is_training=False,
                                 det_file=None if cfg.eval.use_gt_bbox else d.det_file,
-                                det_score_thr=cfg.eval.det_score_thr)
+                                det_score_thr=cfg.eval.det_score_thr, uint8_images=True)
     return train_ds, val_ds
 
 
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32   # torch seeds each worker from the loader's generator
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 def build_train_loader(dataset, cfg: RunConfig, env: distributed.DistEnv) -> DataLoader:
-    """Shuffled, sharded by DistributedSampler (seed + epoch), no drop_last (mmengine round_up)."""
+    """Shuffled, sharded by DistributedSampler (seed + epoch), no drop_last (mmengine round_up); workers
+    sized by repro.data.loader (train.num_workers "auto": this node's cores per local process)."""
+    t = cfg.train
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
-    # No persistent workers: each epoch's workers must see dataset.set_epoch(epoch).
-    return DataLoader(dataset, batch_size=cfg.train.batch_per_gpu, sampler=sampler,
-                      num_workers=cfg.train.num_workers, pin_memory=env.device.type == "cuda",
-                      drop_last=False, worker_init_fn=_seed_worker, generator=torch.Generator())
+    workers = data_loader.resolve_num_workers(t.num_workers, data_loader.local_world_size())
+    item_bytes = data_loader.sample_bytes(cfg.codec, training=True)
+    data_loader.check_shm(workers, t.prefetch_factor, t.batch_per_gpu, item_bytes)
+    # Persistent workers see dataset.set_epoch(epoch): the epoch lives in shared memory.
+    return DataLoader(dataset, batch_size=t.batch_per_gpu, sampler=sampler, drop_last=False,
+                      generator=torch.Generator(),
+                      **data_loader.loader_options(workers, t.persistent_workers, t.prefetch_factor, env.device.type))
 
 
 def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
@@ -170,7 +173,7 @@ def train_one_epoch(model, optimizer, lr_scheduler, loader, device, epoch: int, 
     start = end = time.perf_counter()
     bar = run.progress(loader, epoch, epochs)
     for i, batch in enumerate(bar):
-        images = batch["img"].to(device, non_blocking=True)
+        images = normalize_images(batch["img"].to(device, non_blocking=True))   # uint8 from the workers
         target = batch["heatmaps"].to(device, non_blocking=True)
         weight = batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
         if step.channels_last:
@@ -521,6 +524,8 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
         "wall_time_s": round(state["wall_time_s"], 3), "train_time_s": round(state["train_time_s"], 3),
         "images_per_s": round(state["samples"] / state["train_time_s"], 3) if state["train_time_s"] else 0.0,
         "world_size": env.world_size,
+        "loader_workers": {part: data_loader.resolve_num_workers(c.num_workers, data_loader.local_world_size())
+                           for part, c in (("train", cfg.train), ("eval", cfg.eval))},   # "auto" resolved
         "precision": {"train": machine.precision_name(cfg.train.amp), "eval": machine.precision_name(cfg.eval.amp)},
         "recipe": recipe.recipe_status(diff),
         "recipe_diff": {d["name"]: {"published": d["published"], "used": d["used"]} for d in diff},

@@ -56,9 +56,15 @@ def _loaded(compute_s: float, load_s: float, workers: int) -> float:
     return compute_s + load_s if workers == 0 else max(compute_s, load_s / workers)
 
 
+def _workers(value, world: int) -> int:
+    """A loader's workers; "auto" as this machine would size it for `world` local processes (a guess for another)."""
+    from repro.data.loader import resolve_num_workers
+    return resolve_num_workers(value, world)
+
+
 def eval_seconds(cfg, t: dict, boxes: int, world: int = 1) -> float:
     """Inference over `boxes` detection boxes, sharded over `world` devices."""
-    per_box = _loaded(t["eval_image_s"], t.get("val_item_s") or 0.0, cfg.eval.num_workers)
+    per_box = _loaded(t["eval_image_s"], t.get("val_item_s") or 0.0, _workers(cfg.eval.num_workers, world))
     return math.ceil(boxes / world) * per_box
 
 
@@ -67,7 +73,7 @@ def train_seconds(cfg, t: dict, sizes: dict, world: int) -> dict:
     batch = cfg.train.batch_per_gpu
     iters = math.ceil(math.ceil(sizes["train_instances"] / world) / batch)   # DistributedSampler, no drop_last
     step = t["train_step_s"] * batch / t["batch"]   # a probe at another batch scales linearly
-    step = _loaded(step, (t.get("train_item_s") or 0.0) * batch, cfg.train.num_workers)
+    step = _loaded(step, (t.get("train_item_s") or 0.0) * batch, _workers(cfg.train.num_workers, world))
     n_val = validations(cfg.train)
     seconds = cfg.train.epochs * iters * step + n_val * eval_seconds(cfg, t, sizes["val_boxes"], world)
     return {"seconds": seconds, "iterations": cfg.train.epochs * iters, "validations": n_val}
