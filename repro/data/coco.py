@@ -255,6 +255,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         # In shared memory, so that persistent loader workers (copies of this object) see set_epoch.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.uint8_images = uint8_images
+        self.decodes, self._last_image = 0, None
         self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
         self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
         self.ann_file = Path(ann_file)   # the ground truth for evaluation (repro.evaluation.evaluate)
@@ -300,13 +301,25 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         width = self.images[inst["image_index"]]["width"] if img_width is None else img_width
         return self.transform.geometry(center, scale, inst["keypoints"], inst["visible"], width, rng)
 
+    def _decoded(self, index: int) -> np.ndarray:
+        """The decoded image of instance `index`. Test mode keeps the last one: the boxes of an image are
+        consecutive (GT boxes by construction, detection files by image), so each image is decoded once."""
+        key = int(self.instances["image_index"][index])
+        if self._last_image is not None and self._last_image[0] == key:
+            return self._last_image[1]
+        img = read_image(self.image_path(index))
+        self.decodes += 1   # of this process (each loader worker counts its own)
+        if not self.is_training:   # crop() never writes into it
+            self._last_image = (key, img)
+        return img
+
     def _item(self, index: int) -> dict:
         image = self.images[self.instances["image_index"][index]]
         if self.reduced_decode:
             geom = self.geometry(index)
             patch, m = reduced_crop(self.image_path(index), geom, image["width"], self.codec, self.reduced_min_ratio)
         else:
-            img = read_image(self.image_path(index))
+            img = self._decoded(index)
             geom = self.geometry(index, img.shape[1])   # mirror about the decoded width, as mmpose does
             patch, m = crop(img, geom, self.codec)
         pixels = to_uint8_tensor(patch) if self.uint8_images else to_tensor(patch)
