@@ -107,6 +107,8 @@ class TrainConfig:
     persistent_workers: bool = True
     prefetch_factor: int = 2
     reduced_decode: bool = False
+    # TF32 convolutions and matmuls on Ampere and later CUDA GPUs (repro/engine/precision.py); published false.
+    allow_tf32: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from repro import atomic, checkpoint, codec, config, distributed, machine, recip
 from repro.config import RunConfig, TrainConfig
 from repro.data import loader as data_loader
 from repro.data.transforms import normalize_images
-from repro.engine import curve, launch, mmpose_log, runlog
+from repro.engine import curve, launch, mmpose_log, precision, runlog
 from repro.model import build_cpm
 
 log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
@@ -235,7 +235,6 @@ def _seed_and_mode(cfg: RunConfig) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # needed by deterministic cuBLAS
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     torch.backends.cudnn.deterministic = cfg.train.deterministic
-    torch.backends.cudnn.benchmark = False   # mmpose 1.x env_cfg
 
 
 def build_model(cfg: RunConfig, env: distributed.DistEnv) -> nn.Module:
@@ -416,6 +415,8 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
         atomic.check_writable(work)
     check_shared_work_dir(work, env)
     _seed_and_mode(cfg)
+    arithmetic = precision.settings(cfg.train, env.device.type, precision.tf32_capable(env.device.type))
+    precision.apply(arithmetic)   # TF32 and cudnn.benchmark set explicitly, never PyTorch's defaults
     last = work / "last.pth"
     meta = _resume_meta(last, cfg, env.world_size) if env.is_main and resume and last.is_file() else None
     meta = distributed.broadcast_object(meta)
@@ -427,7 +428,7 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
     tracker = _start_tracking(cfg, out_dir, env, diff, (meta or {}).get("mlflow_run_id"), track)
     run = runlog.RunLog(work, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
     log.info("training %s (%s profile) seed %d on %d process(es), %s, %s; recipe %s%s", cfg.name, cfg.profile,
-             cfg.seed, env.world_size, env.device, machine.precision_name(cfg.train.amp), recipe.recipe_status(diff),
+             cfg.seed, env.world_size, env.device, arithmetic.precision, recipe.recipe_status(diff),
              f" ({len(diff)} items differ)" if diff else "")
     try:
         run.write_config(cfg.to_dict())
@@ -515,6 +516,14 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
     return summary
 
 
+def _precision(cfg, device_type: str) -> dict:
+    """What training and validation computed in: "tf32" where train.allow_tf32 ran on a TF32 GPU (the backend
+    flags are process-wide, so validation too), else the amp dtype or "fp32"."""
+    tf32 = precision.tf32_capable(device_type)
+    return {part: precision.settings(dataclasses.replace(cfg.train, amp=amp), device_type, tf32).precision
+            for part, amp in (("train", cfg.train.amp), ("eval", cfg.eval.amp))}
+
+
 def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
     return {
         "config": cfg.name, "profile": cfg.profile, "seed": cfg.seed,
@@ -526,7 +535,7 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
         "world_size": env.world_size,
         "loader_workers": {part: data_loader.resolve_num_workers(c.num_workers, data_loader.local_world_size())
                            for part, c in (("train", cfg.train), ("eval", cfg.eval))},   # "auto" resolved
-        "precision": {"train": machine.precision_name(cfg.train.amp), "eval": machine.precision_name(cfg.eval.amp)},
+        "precision": _precision(cfg, env.device.type),
         "recipe": recipe.recipe_status(diff),
         "recipe_diff": {d["name"]: {"published": d["published"], "used": d["used"]} for d in diff},
     }
