@@ -579,7 +579,7 @@ def apply_overrides(cfg: RunConfig, items: list) -> RunConfig:
 
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
-        main = os.environ.get("RANK", "0") == "0"
+        main = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
         logging.basicConfig(level=logging.INFO if main else logging.WARNING, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
