@@ -173,8 +173,9 @@ def render(plan: dict, markdown: bool = False) -> str:
 
 def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | None = None,
               steps: int | None = None, probe_batch: int | None = None,
-              bandwidth_mb_s: float = DOWNLOAD_MB_S) -> dict:
+              bandwidth_mb_s: float = DOWNLOAD_MB_S, nproc: int | None = None) -> dict:
     """Resolve every config of the profile, time it (probe here, or the `gpu` table entry) and plan it.
+    With `gpu`, `nproc` GPUs train each config (default: its train.gpus).
 
     Args:
         params_path: params.yaml.
@@ -198,7 +199,8 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
     first = next(iter(cfgs.values()))
     if gpu:
         timings = {name: device_timings(table, gpu, cfg) for name, cfg in cfgs.items()}
-        return build_plan(cfgs, timings, first.train.gpus, table, f"{gpu} (throughput.yaml)", bandwidth_mb_s)
+        return build_plan(cfgs, timings, nproc or first.train.gpus, table, f"{gpu} (throughput.yaml)",
+                          bandwidth_mb_s)
     from repro.engine import launch, probe
     settings = params.get("plan") or {}   # params.yaml `plan`: what the DVC stage probes with
     steps = steps or settings.get("probe_steps") or probe.PROBE_STEPS
@@ -238,6 +240,7 @@ def plan_main(argv=None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", choices=config.PROFILES, help="default: params.yaml's profile")
     parser.add_argument("--gpu", help=f"a device of {THROUGHPUT_PATH.name} instead of probing this machine")
+    parser.add_argument("--nproc", type=int, help="with --gpu: GPUs per training run (default: train.gpus)")
     parser.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
     parser.add_argument("--probe-batch", type=int, help="probe at this batch (scaled linearly to the configured one)")
     parser.add_argument("--bandwidth", type=float, default=DOWNLOAD_MB_S, help="MB/s assumed for the COCO download")
@@ -253,7 +256,7 @@ def plan_main(argv=None) -> int:
         print(compare.render_cost(compare.cost_rows(path, Path("models"), Path("reports/metrics"))))
         return 0
     try:
-        plan, path = run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
+        plan, path = run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, nproc=args.nproc, steps=args.steps,
                               probe_batch=args.probe_batch, bandwidth_mb_s=args.bandwidth)
     except config.ConfigError as e:
         parser.exit(2, f"repro plan: {e}\n")
