@@ -23,7 +23,7 @@ from benchmarks.bench_model import machine_info  # noqa: E402
 from repro import atomic  # noqa: E402
 from repro.evaluation.postprocess import oks_nms, rescore, to_coco_results  # noqa: E402
 from repro.report import diagnose  # noqa: E402
-from repro.skeleton import FLIP_INDICES  # noqa: E402
+from repro.keypoints import FLIP_INDICES  # noqa: E402
 
 
 def perturbed(results: list[dict]) -> list[dict]:

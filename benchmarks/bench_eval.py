@@ -35,7 +35,7 @@ from repro import atomic, config  # noqa: E402
 from repro.evaluation.evaluate import coco_keypoint_eval, predict  # noqa: E402
 from repro.evaluation.postprocess import Predictions, oks_nms, rescore, to_coco_results  # noqa: E402
 from repro.model import CPMConfig, build_cpm  # noqa: E402
-from repro.skeleton import NUM_KEYPOINTS, OKS_SIGMAS  # noqa: E402
+from repro.keypoints import NUM_KEYPOINTS, OKS_SIGMAS  # noqa: E402
 
 K = NUM_KEYPOINTS
 REPO = Path(__file__).resolve().parents[1]

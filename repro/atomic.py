@@ -57,7 +57,7 @@ def clean_stale(path) -> list:
     return stale
 
 
-def stage(path, write, verify=None) -> Path:
+def write_temporary(path, write, verify=None) -> Path:
     """Write a complete, fsynced, 0644 temporary file beside `path` and return its name (not yet renamed).
 
     Args:
@@ -91,9 +91,10 @@ def _commit(staged: list) -> None:
 
 
 def write_file(path, write, verify=None) -> Path:
-    """Write `path` atomically through `write(f)` (see `stage`); inside `all_or_none()`, only stage it."""
+    """Write `path` atomically through `write(f)` (see `write_temporary`); inside `all_or_none()`, the rename
+    waits for the block to succeed."""
     path = Path(path)
-    tmp = stage(path, write, verify)
+    tmp = write_temporary(path, write, verify)
     if _pending:
         _pending[-1].append((tmp, path))
     else:

@@ -154,7 +154,8 @@ def _plan(args):
             raise SystemExit(f"repro plan --check: {path} does not exist (run `repro plan` first)")
         print(plan.render_cost(plan.cost_rows(path, Path("models"), Path("reports/metrics"))))
         return 0
-    made, path = plan.run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, steps=args.steps,
+    made, path = plan.run_plan(args.params, args.profile, args.out_dir, gpu=args.gpu, nproc=args.nproc,
+                               steps=args.steps,
                                probe_batch=args.probe_batch,
                                **({"bandwidth_mb_s": args.bandwidth} if args.bandwidth else {}))
     print(f"{made['profile']} profile on {made['hardware']}, world size {made['world_size']}")
@@ -244,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--message", help="a paragraph for the commit message (where, on what, why)")
     p = command("plan", _plan, "estimated time and device-hours per stage, before a run (or --check after it)")
     p.add_argument("--gpu", help="a device of repro/throughput.yaml instead of probing this machine")
+    p.add_argument("--nproc", type=int, help="with --gpu: GPUs per training run (default: train.gpus)")
     p.add_argument("--steps", type=int, help="timed training steps per config after a warm-up (default 5)")
     p.add_argument("--probe-batch", type=int, help="probe at this batch (scaled linearly to the configured one)")
     p.add_argument("--bandwidth", type=float, help="MB/s assumed for the COCO download (default 50)")

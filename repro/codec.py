@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from repro.config import CodecConfig
-from repro.skeleton import FLIP_INDICES
+from repro.keypoints import FLIP_INDICES
 
 
 def _stride(cfg: CodecConfig) -> np.ndarray:

@@ -91,7 +91,7 @@ class TrainConfig:
     sync_bn: bool
     amp: str
     channels_last: bool
-    num_workers: int
+    num_workers: int | str   # a count, or "auto" (repro.data.loader.resolve_num_workers)
     log_interval: int
     deterministic: bool
     skip_corrupt_images: bool
@@ -102,6 +102,13 @@ class TrainConfig:
     # Resuming on another number of processes changes the iterations per epoch: refused unless this is set,
     # which re-derives the iteration from the epoch and records the change (the run is then open).
     resume_adapt_world_size: bool = False
+    # Loader (repro/data/loader.py). They do not change the numbers, except reduced_decode (a 1/2 or 1/4
+    # JPEG decode where the crop shrinks the image: faster, not bit-identical; published false, so open).
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+    reduced_decode: bool = False
+    # TF32 convolutions and matmuls on Ampere and later CUDA GPUs (repro/engine/precision.py); published false.
+    allow_tf32: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,9 @@ class EvalConfig:
     batch_size: int
     amp: str
     channels_last: bool
-    num_workers: int
+    num_workers: int | str   # a count, or "auto" like train.num_workers
+    persistent_workers: bool = False   # evaluation iterates its loader once per validation
+    prefetch_factor: int = 2
     # A seeded uniform subset of N val images (tier A-subset, repro.evaluation.subset); None: all of them,
     # the published protocol.
     val_images: int | None = None
@@ -211,6 +220,12 @@ def _coerce(value, annotation, key: str):
             return None
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
         origin = typing.get_origin(annotation)
+    if origin is types.UnionType:   # `int | str` (num_workers: a count or "auto"): the first exact match
+        for option in typing.get_args(annotation):
+            if type(value) is option:
+                return value
+        names = " or ".join(a.__name__ for a in typing.get_args(annotation))
+        raise ConfigError(f"{key}: expected {names}, got {value!r}")
     if dataclasses.is_dataclass(annotation):
         return build(annotation, value, key)
     if origin is tuple:
@@ -350,9 +365,9 @@ RANGES = {
     **{("train", k): AT_LEAST_1 for k in ("epochs", "val_interval", "batch_per_gpu", "gpus", "log_interval",
                                            "milestones")},
     ("train", "lr"): POSITIVE, ("train", "weight_decay"): NON_NEGATIVE, ("train", "warmup_iters"): NON_NEGATIVE,
-    ("train", "warmup_ratio"): UNIT, ("train", "gamma"): POSITIVE, ("train", "num_workers"): NON_NEGATIVE,
+    ("train", "warmup_ratio"): UNIT, ("train", "gamma"): POSITIVE, ("train", "prefetch_factor"): AT_LEAST_1,
     **{("eval", k): UNIT for k in ("det_score_thr", "keypoint_score_thr", "nms_thr")},
-    ("eval", "batch_size"): AT_LEAST_1, ("eval", "num_workers"): NON_NEGATIVE,
+    ("eval", "batch_size"): AT_LEAST_1, ("eval", "prefetch_factor"): AT_LEAST_1,
     ("synthetic", "train_images"): AT_LEAST_1, ("synthetic", "val_images"): AT_LEAST_1,
     ("synthetic", "seed"): NON_NEGATIVE, ("eval", "val_seed"): NON_NEGATIVE,
 }
@@ -389,6 +404,9 @@ def _validate(cfg: RunConfig):
     for key, mode in (("train.amp", cfg.train.amp), ("eval.amp", cfg.eval.amp)):
         if mode not in AMP_MODES:
             raise ConfigError(f"{key}: {mode!r} is not one of {AMP_MODES}")
+    for key, workers in (("train.num_workers", cfg.train.num_workers), ("eval.num_workers", cfg.eval.num_workers)):
+        if workers != "auto" and not (isinstance(workers, int) and workers >= 0):
+            raise ConfigError(f"{key}: {workers!r} must be an int >= 0 or \"auto\"")
     if list(cfg.train.milestones) != sorted(cfg.train.milestones):
         raise ConfigError(f"train.milestones: {cfg.train.milestones} must be increasing")
     if cfg.eval.val_images is not None and not cfg.eval.val_images >= 1:

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from repro import slurm
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -33,6 +35,7 @@ def setup(device: str | None = None) -> DistEnv:
     Args:
         device: "cpu" or "cuda" to force one; None picks CUDA when available.
     """
+    os.environ.update(slurm.torch_env(os.environ))   # under srun: SLURM's rank, world and master
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -62,6 +62,12 @@ def default_device_type() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def autocast_dtype(amp: str):
+    """The torch dtype autocast runs in for an amp mode: bfloat16 ("bf16"), float16 ("fp16"), None (fp32)."""
+    import torch   # here: the gates read this module without needing torch
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
 def resolve_amp(mode: str, device_type: str) -> str:
     """"auto" -> "bf16" where bf16 is native on `device_type`, else "none" (fp32); other modes unchanged."""
     if mode != AUTO:

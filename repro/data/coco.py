@@ -21,9 +21,9 @@ import torch
 from repro.codec import encode
 from repro.config import AugmentConfig, CodecConfig, DataConfig
 from repro.data.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
-from repro.data.transforms import affine_crop, crop, warp_matrix
+from repro.data.transforms import affine_crop, crop, to_uint8_tensor, warp_matrix
 from repro.errors import ReproError
-from repro.skeleton import NUM_KEYPOINTS
+from repro.keypoints import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -240,16 +240,22 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             `skipped` of this process, logged) instead of raising.
         reduced_decode: decode JPEGs at 1/2 or 1/4 resolution when the crop shrinks the image by at least
             `reduced_min_ratio`·k (faster, not bit-identical; off by default = faithful).
+        uint8_images: "img" is the RGB uint8 crop (3, H, W), normalised later on the device
+            (transforms.normalize_images, bit-identical); default: the normalised float32 crop.
     """
 
     def __init__(self, ann_file, image_dir, codec: CodecConfig, augment: AugmentConfig, *, is_training: bool,
                  det_file=None, det_score_thr: float = 0.0, seed: int = 0, skip_corrupt: bool = False,
-                 reduced_decode: bool = False, reduced_min_ratio: float = 2.0):
+                 reduced_decode: bool = False, reduced_min_ratio: float = 2.0, uint8_images: bool = False):
         if is_training and det_file is not None:
             raise ValueError("det_file is for evaluation only; training uses GT boxes")
         self.image_dir = Path(image_dir)
         self.codec, self.augment, self.is_training = codec, augment, is_training
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
+        # In shared memory, so that persistent loader workers (copies of this object) see set_epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.uint8_images = uint8_images
+        self.decodes, self._last_image = 0, None
         self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
         self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
         self.ann_file = Path(ann_file)   # the ground truth for evaluation (repro.evaluation.evaluate)
@@ -263,7 +269,11 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int):
         """Select the augmentation draws of `epoch` (call each epoch, like sampler.set_epoch)."""
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def image_path(self, index: int) -> Path:
         return self.image_dir / self.images[self.instances["image_index"][index]]["file_name"]
@@ -291,21 +301,34 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         width = self.images[inst["image_index"]]["width"] if img_width is None else img_width
         return self.transform.geometry(center, scale, inst["keypoints"], inst["visible"], width, rng)
 
+    def _decoded(self, index: int) -> np.ndarray:
+        """The decoded image of instance `index`. Test mode keeps the last one: the boxes of an image are
+        consecutive (GT boxes by construction, detection files by image), so each image is decoded once."""
+        key = int(self.instances["image_index"][index])
+        if self._last_image is not None and self._last_image[0] == key:
+            return self._last_image[1]
+        img = read_image(self.image_path(index))
+        self.decodes += 1   # of this process (each loader worker counts its own)
+        if not self.is_training:   # crop() never writes into it
+            self._last_image = (key, img)
+        return img
+
     def _item(self, index: int) -> dict:
         image = self.images[self.instances["image_index"][index]]
         if self.reduced_decode:
             geom = self.geometry(index)
             patch, m = reduced_crop(self.image_path(index), geom, image["width"], self.codec, self.reduced_min_ratio)
         else:
-            img = read_image(self.image_path(index))
+            img = self._decoded(index)
             geom = self.geometry(index, img.shape[1])   # mirror about the decoded width, as mmpose does
             patch, m = crop(img, geom, self.codec)
+        pixels = to_uint8_tensor(patch) if self.uint8_images else to_tensor(patch)
         if self.is_training:
             heatmaps, weights = encode(transform_points(geom.keypoints, m), geom.visible, self.codec)
-            return {"img": to_tensor(patch), "heatmaps": torch.from_numpy(heatmaps),
+            return {"img": pixels, "heatmaps": torch.from_numpy(heatmaps),
                     "weights": torch.from_numpy(weights), "index": index}
         x1, y1, x2, y2 = self.instances["bbox"][index]
-        return {"img": to_tensor(patch), "center": torch.from_numpy(geom.center),
+        return {"img": pixels, "center": torch.from_numpy(geom.center),
                 "scale": torch.from_numpy(geom.scale), "bbox": torch.tensor([x1, y1, x2 - x1, y2 - y1]),
                 "bbox_score": float(self.instances["bbox_score"][index]), "image_id": int(image["id"]),
                 "index": index}

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from repro.skeleton import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
+from repro.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
 
 _K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 _SHIFT = 4                      # cv2 fixed-point bits: coordinates drawn to 1/16 px

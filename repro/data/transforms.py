@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from repro.config import AugmentConfig, CodecConfig
-from repro.skeleton import FLIP_INDICES, LOWER_BODY_IDS, UPPER_BODY_IDS
+from repro.keypoints import FLIP_INDICES, LOWER_BODY_IDS, UPPER_BODY_IDS
 
 # ImageNet statistics on 0-255 RGB (spec §2.1, 1.x PoseDataPreprocessor).
 MEAN_RGB = np.array([123.675, 116.28, 103.53], np.float32)
@@ -128,6 +128,24 @@ def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
         np.subtract(planes[2 - c], MEAN_RGB[c], out=out[c], dtype=np.float32)
         np.divide(out[c], STD_RGB[c], out=out[c])
     return torch.from_numpy(out)
+
+
+def to_uint8_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
+    """BGR uint8 (H, W, 3) -> RGB uint8 (3, H, W): what a worker hands over; `normalize_images` finishes it."""
+    return torch.from_numpy(np.ascontiguousarray(crop_bgr[..., ::-1].transpose(2, 0, 1)))
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB uint8 -> float32 normalised, on the images' device; float images pass unchanged.
+
+    The same float32 operations as `to_tensor` (uint8 -> float32 is exact, then one IEEE subtraction and one
+    division per element), so the result is bit-identical to normalising in the worker.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    mean = torch.from_numpy(MEAN_RGB).to(images.device).view(1, 3, 1, 1)
+    std = torch.from_numpy(STD_RGB).to(images.device).view(1, 3, 1, 1)
+    return (images.float() - mean) / std
 
 
 def truncnorm(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -21,7 +21,8 @@ def local_world_size() -> int:
 
 
 def under_torchrun() -> bool:
-    return "LOCAL_RANK" in os.environ
+    """Under torchrun, or under srun (one task per GPU: repro.slurm gives it torchrun's variables)."""
+    return "LOCAL_RANK" in os.environ or "SLURM_PROCID" in os.environ
 
 
 def torchrun_command(nproc: int, module: str, argv: list) -> list:

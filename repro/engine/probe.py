@@ -32,7 +32,7 @@ PROBE_STEPS = 5
 
 def amp_dtype(mode: str, device: torch.device):
     """The autocast dtype of a train.amp / eval.amp value (None: fp32); `auto` as repro.machine resolves it."""
-    return train._AMP_DTYPES.get(machine.resolve_amp(mode, device.type))
+    return machine.autocast_dtype(machine.resolve_amp(mode, device.type))
 
 
 def _sync(device: torch.device) -> None:

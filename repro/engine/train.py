@@ -33,16 +33,18 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from repro import atomic, checkpoint, codec, config, distributed, machine, recipe, tracking
 from repro.config import RunConfig, TrainConfig
-from repro.engine import curve, launch, mmpose_log, runlog
+from repro.data import loader as data_loader
+from repro.data.transforms import normalize_images
+from repro.engine import curve, launch, mmpose_log, precision, runlog
 from repro.model import build_cpm
 from repro.tracking import models
 
 log = logging.getLogger("repro.train")   # name kept from before repro/engine/: log filters match it
 
 PCK_THR = 0.05   # acc_pose: PCK at 0.05 of the heatmap size (mmpose pose_pck_accuracy)
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # Items that may change between a checkpoint and its resumption (they do not change the numbers).
-RESUME_FREE = {"train.epochs", "train.num_workers", "train.log_interval", "train.skip_corrupt_images",
+RESUME_FREE = {"train.epochs", "train.num_workers", "train.persistent_workers", "train.prefetch_factor",
+               "eval.prefetch_factor", "train.log_interval", "train.skip_corrupt_images",
                "train.stop_below_published", "train.resume_adapt_world_size", "eval.num_workers", "eval.batch_size"}
 WORK_DIR_TOKEN = ".rank0-token"   # written by rank 0 into the work dir, read back by every rank
 
@@ -116,27 +118,27 @@ def build_datasets(cfg: RunConfig):
     from repro.data.coco import TopDownCocoDataset
     d = cfg.data
     train_ds = TopDownCocoDataset(d.train_ann, d.train_images, cfg.codec, cfg.augment, is_training=True,
-                                  seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images)
+                                  seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images,
+                                  reduced_decode=cfg.train.reduced_decode, uint8_images=True)
     val_ds = TopDownCocoDataset(d.val_ann, d.val_images, cfg.codec, cfg.augment, is_training=False,
                                 det_file=None if cfg.eval.use_gt_bbox else d.det_file,
-                                det_score_thr=cfg.eval.det_score_thr)
+                                det_score_thr=cfg.eval.det_score_thr, uint8_images=True)
     return train_ds, val_ds
 
 
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32   # torch seeds each worker from the loader's generator
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 def build_train_loader(dataset, cfg: RunConfig, env: distributed.DistEnv) -> DataLoader:
-    """Shuffled, sharded by DistributedSampler (seed + epoch), no drop_last (mmengine round_up)."""
+    """Shuffled, sharded by DistributedSampler (seed + epoch), no drop_last (mmengine round_up); workers
+    sized by repro.data.loader (train.num_workers "auto": this node's cores per local process)."""
+    t = cfg.train
     sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
-    # No persistent workers: each epoch's workers must see dataset.set_epoch(epoch).
-    return DataLoader(dataset, batch_size=cfg.train.batch_per_gpu, sampler=sampler,
-                      num_workers=cfg.train.num_workers, pin_memory=env.device.type == "cuda",
-                      drop_last=False, worker_init_fn=_seed_worker, generator=torch.Generator())
+    workers = data_loader.resolve_num_workers(t.num_workers, data_loader.local_world_size())
+    item_bytes = data_loader.sample_bytes(cfg.codec, training=True)
+    data_loader.check_shm(workers, t.prefetch_factor, t.batch_per_gpu, item_bytes)
+    # Persistent workers see dataset.set_epoch(epoch): the epoch lives in shared memory.
+    return DataLoader(dataset, batch_size=t.batch_per_gpu, sampler=sampler, drop_last=False,
+                      generator=torch.Generator(),
+                      **data_loader.loader_options(workers, t.persistent_workers, t.prefetch_factor, env.device.type))
 
 
 def set_epoch(loader: DataLoader, epoch: int, seed: int, rank: int) -> None:
@@ -170,7 +172,7 @@ def train_one_epoch(model, optimizer, lr_scheduler, loader, device, epoch: int, 
     start = end = time.perf_counter()
     bar = run.progress(loader, epoch, epochs)
     for i, batch in enumerate(bar):
-        images = batch["img"].to(device, non_blocking=True)
+        images = normalize_images(batch["img"].to(device, non_blocking=True))   # uint8 from the workers
         target = batch["heatmaps"].to(device, non_blocking=True)
         weight = batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
         if step.channels_last:
@@ -232,7 +234,6 @@ def _seed_and_mode(cfg: RunConfig) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # needed by deterministic cuBLAS
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     torch.backends.cudnn.deterministic = cfg.train.deterministic
-    torch.backends.cudnn.benchmark = False   # mmpose 1.x env_cfg
 
 
 def build_model(cfg: RunConfig, env: distributed.DistEnv) -> nn.Module:
@@ -246,7 +247,7 @@ def build_model(cfg: RunConfig, env: distributed.DistEnv) -> nn.Module:
 
 
 def _step(cfg: TrainConfig, device: torch.device) -> Step:
-    dtype = _AMP_DTYPES.get(cfg.amp)
+    dtype = machine.autocast_dtype(cfg.amp)
     scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" and device.type == "cuda" else None
     return Step(amp_dtype=dtype, scaler=scaler, channels_last=cfg.channels_last)
 
@@ -413,6 +414,8 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
         atomic.check_writable(work)
     check_shared_work_dir(work, env)
     _seed_and_mode(cfg)
+    arithmetic = precision.settings(cfg.train, env.device.type, precision.tf32_capable(env.device.type))
+    precision.apply(arithmetic)   # TF32 and cudnn.benchmark set explicitly, never PyTorch's defaults
     last = work / "last.pth"
     meta = _resume_meta(last, cfg, env.world_size) if env.is_main and resume and last.is_file() else None
     meta = distributed.broadcast_object(meta)
@@ -424,7 +427,7 @@ def _run(cfg: RunConfig, out_dir: Path, work: Path, resume: bool, track: bool, e
     tracker = _start_tracking(cfg, out_dir, env, diff, (meta or {}).get("mlflow_run_id"), track)
     run = runlog.RunLog(work, tracker, evaluate.STAT_NAMES, env.is_main, resume_epoch=state["epoch"] + 1)
     log.info("training %s (%s profile) seed %d on %d process(es), %s, %s; recipe %s%s", cfg.name, cfg.profile,
-             cfg.seed, env.world_size, env.device, machine.precision_name(cfg.train.amp), recipe.recipe_status(diff),
+             cfg.seed, env.world_size, env.device, arithmetic.precision, recipe.recipe_status(diff),
              f" ({len(diff)} items differ)" if diff else "")
     try:
         run.write_config(cfg.to_dict())
@@ -513,6 +516,14 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
     return summary
 
 
+def _precision(cfg, device_type: str) -> dict:
+    """What training and validation computed in: "tf32" where train.allow_tf32 ran on a TF32 GPU (the backend
+    flags are process-wide, so validation too), else the amp dtype or "fp32"."""
+    tf32 = precision.tf32_capable(device_type)
+    return {part: precision.settings(dataclasses.replace(cfg.train, amp=amp), device_type, tf32).precision
+            for part, amp in (("train", cfg.train.amp), ("eval", cfg.eval.amp))}
+
+
 def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
     return {
         "config": cfg.name, "profile": cfg.profile, "seed": cfg.seed,
@@ -522,7 +533,9 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
         "wall_time_s": round(state["wall_time_s"], 3), "train_time_s": round(state["train_time_s"], 3),
         "images_per_s": round(state["samples"] / state["train_time_s"], 3) if state["train_time_s"] else 0.0,
         "world_size": env.world_size,
-        "precision": {"train": machine.precision_name(cfg.train.amp), "eval": machine.precision_name(cfg.eval.amp)},
+        "loader_workers": {part: data_loader.resolve_num_workers(c.num_workers, data_loader.local_world_size())
+                           for part, c in (("train", cfg.train), ("eval", cfg.eval))},   # "auto" resolved
+        "precision": _precision(cfg, env.device.type),
         "recipe": recipe.recipe_status(diff),
         "recipe_diff": {d["name"]: {"published": d["published"], "used": d["used"]} for d in diff},
     }
@@ -532,7 +545,7 @@ def _summary(cfg, env, state, iterations: int, diff: list) -> dict:
 
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
-        main = os.environ.get("RANK", "0") == "0"
+        main = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
         logging.basicConfig(level=logging.INFO if main else logging.WARNING, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -23,18 +23,18 @@ from torch.utils.data import DataLoader, Subset
 from repro import atomic, codec, config, distributed, machine
 from repro.checkpoint import CheckpointError, check_config, load_checkpoint
 from repro.config import CodecConfig, EvalConfig, RunConfig
+from repro.data import loader as data_loader
 from repro.data.coco import DatasetError, TopDownCocoDataset, check_layout
+from repro.data.transforms import normalize_images
 from repro.evaluation import subset
 from repro.evaluation.postprocess import Predictions, postprocess
 from repro.model import build_cpm
-from repro.skeleton import FLIP_INDICES
+from repro.keypoints import FLIP_INDICES
 
 log = logging.getLogger(__name__)
 
 # COCOeval.stats order for iouType="keypoints"; the one place these names are fixed (= published.yaml).
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M", "AR_L")
-
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _heatmaps(model, images: torch.Tensor, eval_cfg: EvalConfig) -> torch.Tensor:
@@ -43,8 +43,8 @@ def _heatmaps(model, images: torch.Tensor, eval_cfg: EvalConfig) -> torch.Tensor
         images = torch.cat([images, images.flip(-1)])   # one forward for both views (BN is in eval mode)
     if eval_cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    amp = eval_cfg.amp in _AMP_DTYPES
-    with torch.autocast(images.device.type, dtype=_AMP_DTYPES.get(eval_cfg.amp), enabled=amp):
+    dtype = machine.autocast_dtype(eval_cfg.amp)
+    with torch.autocast(images.device.type, dtype=dtype, enabled=dtype is not None):
         heatmaps = model(images)[-1].float()            # only the last stage is decoded (spec §1.3)
     if not eval_cfg.flip_test:
         return heatmaps
@@ -76,7 +76,7 @@ def predict(model, loader, device, eval_cfg: EvalConfig) -> Predictions:
     eval_cfg = dataclasses.replace(eval_cfg, amp=machine.resolve_amp(eval_cfg.amp, torch.device(device).type))
     parts = []
     for step, batch in enumerate(loader):
-        images = batch["img"].to(device, non_blocking=True)
+        images = normalize_images(batch["img"].to(device, non_blocking=True))   # uint8 crops: normalised here
         heatmaps = _heatmaps(model, images, eval_cfg).cpu()      # CPU-GPU sync point, once per batch
         if not torch.isfinite(heatmaps).all():
             raise FloatingPointError(f"predict: the model produced non-finite heatmaps in batch {step}")
@@ -141,8 +141,11 @@ def score(preds: Predictions, coco_gt: COCO, eval_cfg: EvalConfig) -> tuple[list
 
 
 def _loader(dataset, eval_cfg: EvalConfig, device) -> DataLoader:
+    """Sized like the training loader (repro.data.loader): eval.num_workers "auto" is the cores per local process."""
+    workers = data_loader.resolve_num_workers(eval_cfg.num_workers, data_loader.local_world_size())
     return DataLoader(dataset, batch_size=eval_cfg.batch_size, shuffle=False,
-                      num_workers=eval_cfg.num_workers, pin_memory=torch.device(device).type == "cuda")
+                      **data_loader.loader_options(workers, eval_cfg.persistent_workers, eval_cfg.prefetch_factor,
+                                              torch.device(device).type))
 
 
 def shard_rows_to_dataset_order(n: int, world: int) -> np.ndarray:
@@ -196,7 +199,8 @@ def build_test_dataset(cfg: RunConfig, use_gt_bbox: bool) -> TopDownCocoDataset:
     """
     det_file = None if use_gt_bbox else cfg.data.det_file
     dataset = TopDownCocoDataset(cfg.data.val_ann, cfg.data.val_images, cfg.codec, cfg.augment,
-                                 is_training=False, det_file=det_file, det_score_thr=cfg.eval.det_score_thr)
+                                 is_training=False, det_file=det_file, det_score_thr=cfg.eval.det_score_thr,
+                                 uint8_images=True)
     if det_file is not None and len(dataset) == 0:
         raise DatasetError(f"{det_file}: no person boxes (category_id 1, score >= {cfg.eval.det_score_thr})")
     return dataset

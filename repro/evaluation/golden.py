@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from repro.skeleton import KEYPOINT_NAMES
+from repro.keypoints import KEYPOINT_NAMES
 
 BBOX_DECIMALS = 3
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from repro.skeleton import OKS_SIGMAS
+from repro.keypoints import OKS_SIGMAS
 
 _EPS = np.spacing(1)  # mmpose oks_iou's eps in the area denominator
 

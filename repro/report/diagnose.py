@@ -56,7 +56,7 @@ from repro import atomic, records
 from repro.errors import InputFileError
 from repro.report.plots import save_png
 from repro.report.tables import render
-from repro.skeleton import FLIP_INDICES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
+from repro.keypoints import FLIP_INDICES, KEYPOINT_NAMES, NUM_KEYPOINTS, OKS_SIGMAS
 
 LOC_OKS = 0.1                 # cocoanalyze Params.oksLocThrs: a pair below this is not a localisation error
 GOOD_KS, MISS_KS = 0.85, 0.5  # cocoanalyze Params.jitterKsThrs

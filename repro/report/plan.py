@@ -56,9 +56,15 @@ def _loaded(compute_s: float, load_s: float, workers: int) -> float:
     return compute_s + load_s if workers == 0 else max(compute_s, load_s / workers)
 
 
+def _workers(value, world: int) -> int:
+    """A loader's workers; "auto" as this machine would size it for `world` local processes (a guess for another)."""
+    from repro.data.loader import resolve_num_workers
+    return resolve_num_workers(value, world)
+
+
 def eval_seconds(cfg, t: dict, boxes: int, world: int = 1) -> float:
     """Inference over `boxes` detection boxes, sharded over `world` devices."""
-    per_box = _loaded(t["eval_image_s"], t.get("val_item_s") or 0.0, cfg.eval.num_workers)
+    per_box = _loaded(t["eval_image_s"], t.get("val_item_s") or 0.0, _workers(cfg.eval.num_workers, world))
     return math.ceil(boxes / world) * per_box
 
 
@@ -67,7 +73,7 @@ def train_seconds(cfg, t: dict, sizes: dict, world: int) -> dict:
     batch = cfg.train.batch_per_gpu
     iters = math.ceil(math.ceil(sizes["train_instances"] / world) / batch)   # DistributedSampler, no drop_last
     step = t["train_step_s"] * batch / t["batch"]   # a probe at another batch scales linearly
-    step = _loaded(step, (t.get("train_item_s") or 0.0) * batch, cfg.train.num_workers)
+    step = _loaded(step, (t.get("train_item_s") or 0.0) * batch, _workers(cfg.train.num_workers, world))
     n_val = validations(cfg.train)
     seconds = cfg.train.epochs * iters * step + n_val * eval_seconds(cfg, t, sizes["val_boxes"], world)
     return {"seconds": seconds, "iterations": cfg.train.epochs * iters, "validations": n_val}
@@ -167,8 +173,9 @@ def render(plan: dict, markdown: bool = False) -> str:
 
 def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | None = None,
               steps: int | None = None, probe_batch: int | None = None,
-              bandwidth_mb_s: float = DOWNLOAD_MB_S) -> dict:
+              bandwidth_mb_s: float = DOWNLOAD_MB_S, nproc: int | None = None) -> dict:
     """Resolve every config of the profile, time it (probe here, or the `gpu` table entry) and plan it.
+    With `gpu`, `nproc` GPUs train each config (default: its train.gpus).
 
     Args:
         params_path: params.yaml.
@@ -192,7 +199,8 @@ def make_plan(params_path="params.yaml", profile: str | None = None, gpu: str | 
     first = next(iter(cfgs.values()))
     if gpu:
         timings = {name: device_timings(table, gpu, cfg) for name, cfg in cfgs.items()}
-        return build_plan(cfgs, timings, first.train.gpus, table, f"{gpu} (throughput.yaml)", bandwidth_mb_s)
+        return build_plan(cfgs, timings, nproc or first.train.gpus, table, f"{gpu} (throughput.yaml)",
+                          bandwidth_mb_s)
     from repro.engine import launch, probe
     settings = params.get("plan") or {}   # params.yaml `plan`: what the DVC stage probes with
     steps = steps or settings.get("probe_steps") or probe.PROBE_STEPS

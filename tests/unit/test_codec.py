@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from repro.codec import decode, encode, flip_back, heatmap_maximum, to_image
-from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
+from repro.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 
 
 def reference_encode(keypoints, visible, codec):

@@ -10,7 +10,7 @@ import torch
 
 from repro.data.coco import DatasetError, TopDownCocoDataset, reduction_factor
 from repro.data.transforms import warp_matrix
-from repro.skeleton import NUM_KEYPOINTS
+from repro.keypoints import NUM_KEYPOINTS
 from tests.unit.conftest import AUG, SIZES
 
 

@@ -12,7 +12,7 @@ from pycocotools.cocoeval import COCOeval
 from repro.config import SyntheticConfig
 from repro.data import synthetic
 from repro.data.synthetic import DET_FILE, SceneSpec, generate
-from repro.skeleton import KEYPOINT_NAMES, SKELETON
+from repro.keypoints import KEYPOINT_NAMES, SKELETON
 
 SMALL = SyntheticConfig(train_images=6, val_images=12, seed=0)
 NOISY_DETECTOR = SceneSpec(det_miss_rate=0.2, det_fp_per_image=1.0, det_duplicate_rate=0.2)

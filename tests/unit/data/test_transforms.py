@@ -8,7 +8,7 @@ from scipy import stats
 
 from repro.config import AugmentConfig
 from repro.data import transforms as T
-from repro.skeleton import FLIP_INDICES, NUM_KEYPOINTS
+from repro.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 from tests.unit.conftest import AUG, SIZES
 
 

@@ -17,7 +17,7 @@ from repro.evaluation import evaluate
 from repro.evaluation.evaluate import STAT_NAMES, coco_keypoint_eval, load_ground_truth, predict, score
 from repro.evaluation.postprocess import Predictions
 from repro.model import CPMConfig, build_cpm
-from repro.skeleton import FLIP_INDICES
+from repro.keypoints import FLIP_INDICES
 from tests.conftest import REPO
 
 K = 17

@@ -4,7 +4,7 @@ import copy
 import pytest
 
 from repro.evaluation import golden
-from repro.skeleton import KEYPOINT_NAMES
+from repro.keypoints import KEYPOINT_NAMES
 
 
 def _result(image_id, bbox, x0=10.0, score=0.8):

@@ -5,7 +5,7 @@ import pytest
 
 from repro.evaluation.postprocess import (Predictions, check_finite, oks_matrix, oks_nms, postprocess, rescore,
                                           to_coco_results)
-from repro.skeleton import OKS_SIGMAS
+from repro.keypoints import OKS_SIGMAS
 
 K = len(OKS_SIGMAS)
 

@@ -8,7 +8,7 @@ import pytest
 
 from repro import cli
 from repro.report import diagnose
-from repro.skeleton import KEYPOINT_NAMES, OKS_SIGMAS
+from repro.keypoints import KEYPOINT_NAMES, OKS_SIGMAS
 from tests.conftest import assert_plot_png
 
 K = {name: i for i, name in enumerate(KEYPOINT_NAMES)}

@@ -65,8 +65,8 @@ def test_named_gpu_refuses_a_model_it_has_no_numbers_for():
     cfg = config.resolve(PARAMS, "256x192", "smoke")
     with pytest.raises(config.ConfigError, match="published network only"):
         plan.device_timings(plan.read_table(), "gtx-1660-super", cfg)
-    with pytest.raises(config.ConfigError, match="'h100'"):
-        plan.device_timings(plan.read_table(), "h100", config.resolve(PARAMS, "256x192", "full"))
+    with pytest.raises(config.ConfigError, match="'tpu-v5'"):
+        plan.device_timings(plan.read_table(), "tpu-v5", config.resolve(PARAMS, "256x192", "full"))
 
 
 def test_check_puts_the_measured_time_beside_the_estimate(tmp_path):

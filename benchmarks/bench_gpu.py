@@ -1,0 +1,233 @@
+"""Can the loader feed a GPU, and how fast is the full CPM on one: writes <out>/gpu_<device>.{json,md}.
+
+    .venv/bin/python benchmarks/bench_gpu.py                       # CPU: the loader part only
+    .venv/bin/python benchmarks/bench_gpu.py --epochs 2 --out /tmp/b   # quick check
+
+Loader (every machine): training items of the real COCO sample at 256x192, faithful decode, batch 16, for 1..N
+workers (N: the cores of this process's affinity), today's loader and the new one side by side in one run:
+  - before: float32 crops normalised in the workers, OpenCV at its default threads, workers re-created per epoch
+    (the loader as it was before issue 23, rebuilt here);
+  - after: repro.data.loader (uint8 crops normalised after the loader, one-thread OpenCV, persistent workers);
+  - the ceiling: JPEG decode alone (cv2.imdecode of the same images) in this process, one thread.
+Samples/s per worker core = samples/s / workers. The workers one GPU of each kind would need = its derived
+training samples/s (repro/throughput.yaml) / the after-loader's samples/s per worker.
+
+CUDA only (skipped, and said so in the report, without a GPU): the train step (forward, backward, Adam) of the
+full CPM at both sizes in fp32 (TF32 off), TF32, bf16, each also with channels_last and torch.compile; peak
+memory at the recipe batch; evaluation boxes/s (flip test, fp32); utilisation = samples/s x FLOP per sample /
+the device's dense peak given with --peak-tflops.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from repro import atomic  # noqa: E402
+from repro.config import CPMConfig, load  # noqa: E402
+from repro.data import loader  # noqa: E402
+from repro.data.coco import TopDownCocoDataset  # noqa: E402
+from repro.data.transforms import normalize_images  # noqa: E402
+from repro.report.plan import read_table  # noqa: E402
+
+FLOP = {"256x192": (127.472e9, 376.302e9), "384x288": (286.813e9, 846.679e9)}   # fwd, fwd+bwd (tests/unit/test_plan_gpu.py)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--coco-dir", default=str(REPO.parent / "shared" / "coco_sample"))
+    p.add_argument("--epochs", type=int, default=3, help="timed passes per loader setting")
+    p.add_argument("--repeat", type=int, default=8, help="items per epoch = sample instances x this")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--max-workers", type=int, default=None, help="default: the cores of this process")
+    p.add_argument("--steps", type=int, default=20, help="CUDA: timed train steps per setting")
+    p.add_argument("--peak-tflops", type=json.loads, default=None,
+                   help='CUDA: dense peaks for the utilisation, e.g. {"fp32": 67, "tf32": 494.7, "bf16": 989.4}')
+    p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
+    return p.parse_args(argv)
+
+
+class Repeated(Dataset):
+    """`ds` visited `times` times per epoch (item i is ds[i % len(ds)]): enough work per epoch to time."""
+
+    def __init__(self, ds, times: int):
+        self.ds, self.times = ds, times
+
+    def __len__(self):
+        return len(self.ds) * self.times
+
+    def __getitem__(self, i):
+        return self.ds[i % len(self.ds)]
+
+
+def _old_seed_worker(worker_id):   # the former worker_init_fn: seeds only, OpenCV at its default threads
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+
+
+def time_loader(ds, workers: int, epochs: int, batch: int, new: bool) -> float:
+    """Samples/s over `epochs` passes, the first (workers starting) included as a training run would pay it."""
+    if new:
+        dl = DataLoader(ds, batch_size=batch, **loader.loader_options(workers, True, 2, "cpu"))
+    else:
+        dl = DataLoader(ds, batch_size=batch, num_workers=workers, worker_init_fn=_old_seed_worker)
+    n, start = 0, time.perf_counter()
+    for epoch in range(epochs):
+        ds.ds.set_epoch(epoch)
+        for b in dl:
+            normalize_images(b["img"])   # the device's share of the new path, here on the CPU
+            n += len(b["img"])
+    return n / (time.perf_counter() - start)
+
+
+def decode_ceiling(ds, seconds: float = 3.0) -> float:
+    """JPEG decodes/s of the sample's images in this process on one thread: no loader can beat it per core."""
+    cv2.setNumThreads(1)
+    blobs = [np.fromfile(ds.image_path(i), np.uint8) for i in range(len(ds))]
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        cv2.imdecode(blobs[n % len(blobs)], cv2.IMREAD_COLOR)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def loader_part(args) -> dict:
+    root = Path(args.coco_dir)
+    cfg = load(REPO / "params.yaml", "256x192", "full")
+    make = lambda uint8: Repeated(TopDownCocoDataset(root / "test_coco.json", root, cfg.codec, cfg.augment,   # noqa: E731
+                                                     is_training=True, uint8_images=uint8), args.repeat)
+    cores = loader.available_cores()
+    rows = []
+    for w in range(1, (args.max_workers or cores) + 1):
+        before = time_loader(make(False), w, args.epochs, args.batch, new=False)   # before: parent cv2 untouched
+        after = time_loader(make(True), w, args.epochs, args.batch, new=True)
+        rows.append({"workers": w, "before_s": round(before, 2), "after_s": round(after, 2),
+                     "before_per_core": round(before / w, 2), "after_per_core": round(after / w, 2),
+                     "ratio": round(after / before, 3)})
+    ceiling = decode_ceiling(make(False).ds)
+    per_worker = rows[0]["after_per_core"]
+    need = {gpu: {"256x192": round(row["train"]["256x192"] / per_worker, 1)}   # the size the loader ran at
+            for gpu, row in read_table()["devices"].items() if gpu.startswith(("v100", "a100", "h100"))}
+    return {"rows": rows, "decode_ceiling_per_core": round(ceiling, 2), "workers_needed": need, "cores": cores,
+            "items_per_epoch": len(make(False)), "batch": args.batch, "epochs": args.epochs}
+
+
+def cuda_part(args) -> dict:
+    """The train step, memory and evaluation speed of the full CPM (runs only on CUDA)."""
+    from repro.engine import precision
+    from repro.engine.train import heatmap_loss
+    from repro.model import build_cpm
+    dev, out = torch.device("cuda"), {"device": torch.cuda.get_device_name(), "train": [], "eval": []}
+    for size, batch in (("256x192", 64), ("384x288", 32)):
+        h, w = (int(v) for v in size.split("x"))
+        for mode in ("fp32", "tf32", "bf16"):
+            for layout in ("contiguous", "channels_last", "compile"):
+                torch.backends.cudnn.benchmark = True
+                torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+                model = build_cpm(CPMConfig()).to(dev)
+                x = torch.randn(batch, 3, h, w, device=dev)
+                target = torch.rand(batch, 17, h // 8, w // 8, device=dev)
+                weight = torch.ones(batch, 17, device=dev)
+                if layout != "contiguous":
+                    model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+                step_model = torch.compile(model) if layout == "compile" else model
+                opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+
+                def step():
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=mode == "bf16"):
+                        loss = heatmap_loss([o.float() for o in step_model(x)], target, weight)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                for _ in range(3):
+                    step()   # warm-up: cudnn.benchmark's search, compilation
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = time.perf_counter()
+                for _ in range(args.steps):
+                    step()
+                torch.cuda.synchronize()
+                rate = args.steps * batch / (time.perf_counter() - start)
+                peak = (args.peak_tflops or {}).get(mode)
+                out["train"].append({"size": size, "batch": batch, "precision": mode, "layout": layout,
+                                     "samples_s": round(rate, 1),
+                                     "peak_memory_mib": torch.cuda.max_memory_allocated() // 2**20,
+                                     "utilisation": round(rate * FLOP[size][1] / (peak * 1e12), 3) if peak else None})
+                del model, step_model, opt
+                torch.cuda.empty_cache()
+        model = build_cpm(CPMConfig()).to(dev).eval()
+        precision.apply(precision.Settings(False, False, True, "fp32"))
+        x = torch.randn(32, 3, h, w, device=dev)
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x), model(x.flip(-1))
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model(x), model(x.flip(-1))   # flip test: two forward passes per box
+            torch.cuda.synchronize()
+        out["eval"].append({"size": size, "boxes_s": round(args.steps * 32 / (time.perf_counter() - start), 1)})
+    return out
+
+
+def render(result: dict) -> str:
+    L, ld = [], result["loader"]
+    L.append(f"# Loader and GPU benchmark ({result['device']})\n")
+    L.append(f"{result['host']}; {result['when']}. {ld['items_per_epoch']} training items per epoch (the COCO "
+             f"sample's 12 instances x {ld['items_per_epoch'] // 12}), 256x192, faithful decode, batch {ld['batch']}, "
+             f"{ld['epochs']} epochs per setting, worker start-up included. {result['note']}\n")
+    L.append("| workers | before samples/s | after samples/s | before /core | after /core | after / before |")
+    L.append("|---|---|---|---|---|---|")
+    for r in ld["rows"]:
+        L.append(f"| {r['workers']} | {r['before_s']} | {r['after_s']} | {r['before_per_core']} | "
+                 f"{r['after_per_core']} | {r['ratio']} |")
+    L.append(f"\nCeiling, JPEG decode alone in one thread: {ld['decode_ceiling_per_core']} images/s per core.\n")
+    L.append("Workers one GPU would need (its derived training samples/s in repro/throughput.yaml / the new "
+             "loader's samples/s with 1 worker; each worker takes one core):\n")
+    L.append("| GPU row | workers at 256x192 |")
+    L.append("|---|---|")
+    for gpu, need in ld["workers_needed"].items():
+        L.append(f"| {gpu} | {need['256x192']} |")
+    gpu = result.get("cuda")
+    if gpu is None:
+        L.append("\n**GPU part: did not run** (no CUDA device here). It is ready: run this script on a GPU.")
+    else:
+        L.append(f"\n## {gpu['device']}\n")
+        L.append("| size | batch | precision | layout | samples/s | peak MiB | utilisation |")
+        L.append("|---|---|---|---|---|---|---|")
+        for r in gpu["train"]:
+            L.append(f"| {r['size']} | {r['batch']} | {r['precision']} | {r['layout']} | {r['samples_s']} | "
+                     f"{r['peak_memory_mib']} | {r['utilisation']} |")
+        L.append("\n| size | eval boxes/s (flip test, fp32, batch 32) |\n|---|---|")
+        for r in gpu["eval"]:
+            L.append(f"| {r['size']} | {r['boxes_s']} |")
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cuda = torch.cuda.is_available()
+    device = torch.cuda.get_device_name().lower().replace(" ", "-") if cuda else "cpu"
+    result = {"device": device, "host": f"{platform.machine()}, {loader.available_cores()} cores, cv2 {cv2.__version__}",
+              "when": datetime.datetime.now().isoformat(timespec="seconds"),
+              "note": os.environ.get("BENCH_NOTE", "")}
+    result["loader"] = loader_part(args)
+    result["cuda"] = cuda_part(args) if cuda else None
+    out = Path(args.out)
+    atomic.write_json(out / f"gpu_{device}.json", result)
+    (out / f"gpu_{device}.md").write_text(render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

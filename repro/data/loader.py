@@ -1,0 +1,112 @@
+"""How the data loaders are sized and their workers set up (training and evaluation alike).
+
+    workers = resolve_num_workers(cfg.train.num_workers, local_world_size)      # "auto" -> a count
+    check_shm(workers, cfg.train.prefetch_factor, batch, sample_bytes(cfg.codec, training=True))
+    DataLoader(ds, ..., **loader_options(workers, persistent, prefetch, device.type))
+
+Crops leave the workers as uint8 (3·H·W bytes instead of 12·H·W) and are normalised on the device
+(repro.data.transforms.normalize_images). Each worker runs OpenCV and torch on one thread: N workers per
+process already use the cores, and OpenCV's default (one thread per core, in every worker) oversubscribes them.
+"""
+import logging
+import os
+import random
+import shutil
+
+import cv2
+import numpy as np
+import torch
+
+from repro.config import CodecConfig
+from repro.errors import ReproError
+from repro.keypoints import NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+MAX_AUTO_WORKERS = 16   # beyond this a worker's share of the prefetch memory outgrows its gain
+SHM_PATH = "/dev/shm"   # where torch's worker processes put the tensors they hand over
+
+
+class LoaderError(ReproError, ValueError):
+    """A loader configuration this machine cannot run (e.g. the prefetch does not fit in /dev/shm)."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: what a SLURM or cgroup allocation leaves)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS
+        return os.cpu_count() or 1
+
+
+def local_world_size() -> int:
+    """The training processes on this node: torchrun's LOCAL_WORLD_SIZE, else SLURM's tasks on this node, else 1."""
+    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def resolve_num_workers(value, local_processes: int, cores: int | None = None, cap: int = MAX_AUTO_WORKERS) -> int:
+    """A loader's worker count: `value` itself, or for "auto" the cores each local process may use, less one
+    for the process itself (it runs the training step and collates), at least 1 and at most `cap`."""
+    if value != "auto":
+        return int(value)
+    cores = available_cores() if cores is None else cores
+    return max(1, min(cap, cores // max(1, local_processes) - 1))
+
+
+def worker_init(worker_id: int) -> None:
+    """Seed numpy and random from torch's per-worker seed, and run OpenCV on one thread (torch's worker loop
+    already sets torch to one)."""
+    seed = torch.initial_seed() % 2**32   # torch seeds each worker from the loader's generator
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(1)   # a no-op after a fork from loader_options' process; needed under spawn
+
+
+def loader_options(num_workers: int, persistent: bool, prefetch_factor: int, device_type: str) -> dict:
+    """DataLoader keyword arguments: pinned memory on CUDA only; persistence and prefetch only with workers
+    (DataLoader refuses them without). With workers, this process's OpenCV is set to one thread too."""
+    options = {"num_workers": num_workers, "pin_memory": device_type == "cuda", "worker_init_fn": worker_init}
+    if num_workers > 0:
+        # This process hands decoding to the workers; its OpenCV pool must be gone before they fork: a forked
+        # worker that changes the thread count waits for pool threads it does not have (hangs, measured).
+        cv2.setNumThreads(1)
+        options.update(persistent_workers=persistent, prefetch_factor=prefetch_factor)
+    return options
+
+
+def sample_bytes(codec: CodecConfig, training: bool) -> int:
+    """Bytes one item puts in shared memory: the uint8 crop, plus the float32 heatmaps and weights in training."""
+    (w, h), (hw, hh) = codec.input_size, codec.heatmap_size
+    crop = 3 * w * h
+    return crop + (4 * NUM_KEYPOINTS * (hw * hh + 1) if training else 0)
+
+
+def check_shm(num_workers: int, prefetch_factor: int, batch: int, bytes_per_sample: int, key: str = "train",
+              free_bytes: int | None = None) -> int:
+    """Fail before training when /dev/shm cannot hold what the workers prefetch; warn above half of it.
+
+    Returns the bytes needed (workers x prefetch x batch x bytes per sample).
+
+    Raises:
+        LoaderError: naming the keys to lower and the free space (Docker's default /dev/shm is 64 MB).
+    """
+    need = num_workers * prefetch_factor * batch * bytes_per_sample
+    if need == 0:
+        return 0
+    if free_bytes is None:
+        try:
+            free_bytes = shutil.disk_usage(SHM_PATH).free
+        except OSError:   # no /dev/shm (not Linux): torch uses files elsewhere
+            return need
+    what = (f"{num_workers} workers x {prefetch_factor} prefetch x {batch} batch x {bytes_per_sample} B = "
+            f"{need / 2**20:.0f} MiB, {SHM_PATH} has {free_bytes / 2**20:.0f} MiB free")
+    if need > free_bytes:
+        raise LoaderError(f"{key}.num_workers/{key}.prefetch_factor: the loader's prefetch does not fit in shared "
+                          f"memory ({what}); lower them, or enlarge {SHM_PATH} (docker run --shm-size=8g)")
+    if 2 * need > free_bytes:
+        log.warning("%s loader: the prefetch takes over half of shared memory (%s)", key, what)
+    return need
