@@ -6,7 +6,8 @@
     tracker     Tracker (one run, buffered metrics) and NullTracker (other ranks, tracking off); flatten
     lifecycle   the experiment and its saved view, opening a run under its pipeline's parent, a training
                 run's start, dead runs marked KILLED, the parent run closed with the pipeline's results
-    outbox      publish a finished result as one run; markers in outputs/unpublished/ for `repro publish`
+    outbox      publish a finished result as one run, and `repro publish` of the runs kept by pending
+    pending     a run the store could not take, kept in outputs/unpublished/
     models      checkpoints as registered MLflow PyTorch models (cpm-<config>, cpm-<config>-published)
 
     tracker = tracking.start(cfg, out_dir, world_size=2, recipe_diff=[...])   # rank 0; others get NullTracker()
@@ -28,7 +29,8 @@ from repro.tracking.context import (data_digests, dataset_inputs, git_commit, pi
 from repro.tracking.lifecycle import (EXPERIMENT_KIND, LOG_FILES, SYSTEM_METRICS_INTERVAL_S, VIEW_COLUMNS,  # noqa: F401
                                       VIEW_KEY, VIEW_STATS, close_pipeline, gather_logs, open_run, owner_tags,
                                       saved_view, start, start_system_metrics, summary_metrics, view_columns)
-from repro.tracking.outbox import PENDING_DIR, keep_pending, publish, publish_pending  # noqa: F401
+from repro.tracking.outbox import publish, publish_pending  # noqa: F401
+from repro.tracking.pending import PENDING_DIR, keep_pending  # noqa: F401
 from repro.tracking.store import (DEFAULT_EXPERIMENT, TrackingError, check_store, enabled,  # noqa: F401
                                   experiment_name, preflight, tracking_uri)
 from repro.tracking.tracker import NullTracker, Tracker, flatten  # noqa: F401

@@ -4,19 +4,14 @@ outputs/unpublished/ that `repro publish` (`publish_pending`) records later.
 """
 import json
 import logging
-import os
-import time
 from pathlib import Path
 
-from repro import atomic
 from repro.tracking.context import log_datasets
 from repro.tracking.lifecycle import LOG_FILES, open_run, summary_metrics
+from repro.tracking.pending import PENDING_DIR, keep_pending
 from repro.tracking.store import TrackingError, enabled
 
 log = logging.getLogger(__name__)
-
-# Where a run that could not be recorded waits for `repro publish` (relative to the repo root).
-PENDING_DIR = Path("outputs/unpublished")
 
 
 def publish(run: dict, also=None) -> str | None:
@@ -57,16 +52,6 @@ def _publish(run: dict, also=None) -> str:
         also(tracker)
     tracker.end("FINISHED")
     return tracker.run_id
-
-
-def keep_pending(run: dict, error: Exception) -> Path:
-    """Keep `run` for `repro publish` and say so in one line (the results themselves are already on disk)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    marker = PENDING_DIR / f"{run['name']}-{stamp}-{os.getpid()}.json"
-    atomic.write_json(marker, {**run, "error": f"{type(error).__name__}: {error}"})
-    log.error("MLflow failed (%s); the results are written, the run is kept in %s: "
-              "run `repro publish` when the store is back", str(error).splitlines()[0][:300], marker)
-    return marker
 
 
 def _train_run(marker: dict) -> dict:
