@@ -109,6 +109,7 @@ class TrainConfig:
     reduced_decode: bool = False
     # TF32 convolutions and matmuls on Ampere and later CUDA GPUs (repro/engine/precision.py); published false.
     allow_tf32: bool = False
+    torch_compile: bool = False   # torch.compile of the training forward (a speed option; published false)
 
 
 @dataclass(frozen=True)

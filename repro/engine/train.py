@@ -477,6 +477,8 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
         log.info("initialised from %s", cfg.train.init_from)
     ddp = model if env.world_size == 1 else DistributedDataParallel(
         model, device_ids=[env.local_rank] if env.device.type == "cuda" else None, broadcast_buffers=False)
+    if cfg.train.torch_compile:   # the forward only: checkpoints and validation use the module itself
+        ddp = torch.compile(ddp)
     meta = {"config": cfg.to_dict(), "mlflow_run_id": tracker.run_id, "world_size": env.world_size}
     # Resumed after an early stop: the verdict stands while the stop is on; turned off, training goes on.
     state["stopped_early"] = state.get("stopped_early") if reference is not None else None

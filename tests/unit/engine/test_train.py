@@ -231,6 +231,15 @@ def test_changed_sigma_makes_the_run_open():
     assert recipe.recipe_diff(cfg, 8) == [{"name": "codec.sigma", "published": 2.0, "used": 3.0}]
 
 
+@pytest.mark.parametrize("item", ["channels_last", "torch_compile", "allow_tf32", "reduced_decode"])
+def test_each_speed_option_labels_the_run_open(item):
+    """The published runs used none of them; each changes float operation order or the input pixels."""
+    cfg = config.load(REPO / "params.yaml", "256x192", "full")
+    assert recipe.recipe_diff(cfg, 8) == []
+    faster = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{item: True}))
+    assert recipe.recipe_diff(faster, 8) == [{"name": f"train.{item}", "published": False, "used": True}]
+
+
 # ----------------------------------------------------------------------------------------- overrides
 
 def test_set_overrides_a_leaf_and_revalidates():
