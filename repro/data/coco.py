@@ -20,6 +20,7 @@ import torch
 
 from repro.codec import encode
 from repro.config import AugmentConfig, CodecConfig, DataConfig
+from repro.data.detections import detection_problem
 from repro.data.transforms import Geometry, bbox_xyxy_to_center_scale, build_transforms, to_tensor, transform_points
 from repro.data.transforms import affine_crop, crop, to_uint8_tensor, warp_matrix
 from repro.errors import ReproError
@@ -141,27 +142,6 @@ def _stack(rows) -> dict[str, np.ndarray]:
     }
 
 
-def _check_det(entry, i: int, path: Path):
-    if not isinstance(entry, dict):
-        raise DatasetError(f"{path}: entry {i}: not an object")
-    number = (int, float)
-    for key, ok in (("image_id", lambda v: isinstance(v, int)), ("category_id", lambda v: isinstance(v, int)),
-                    ("score", lambda v: isinstance(v, number)),
-                    ("bbox", lambda v: isinstance(v, list) and len(v) == 4
-                     and all(isinstance(b, number) and not isinstance(b, bool) for b in v))):
-        if key not in entry:
-            raise DatasetError(f"{path}: entry {i}: field '{key}' missing")
-        if isinstance(entry[key], bool) or not ok(entry[key]):
-            raise DatasetError(f"{path}: entry {i}: field '{key}' has a wrong type or shape: {entry[key]!r}")
-    # json reads NaN/Infinity literals; the published protocol (score >= 0) does not define them.
-    if not np.isfinite([entry["score"], *entry["bbox"]]).all():
-        raise DatasetError(f"{path}: entry {i}: non-finite score or bbox: score {entry['score']!r}, "
-                           f"bbox {entry['bbox']!r}")
-    if not (entry["bbox"][2] > 0 and entry["bbox"][3] > 0):   # zero area crashes the crop; negative mirrors it
-        raise DatasetError(f"{path}: entry {i}: bbox {entry['bbox']!r} has width or height <= 0 "
-                           f"(expected [x, y, w, h] with w, h > 0)")
-
-
 def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[str, np.ndarray]:
     """Instances from a detection results file (spec §2.4): category 1, score >= score_thr, boxes unclipped."""
     path = Path(det_file)
@@ -171,7 +151,9 @@ def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[
     index = {img["id"]: i for i, img in enumerate(images)}
     rows = []
     for i, det in enumerate(dets):
-        _check_det(det, i, path)
+        problem = detection_problem(det)
+        if problem:
+            raise DatasetError(f"{path}: entry {i}: {problem}")
         if det["image_id"] not in index:
             raise DatasetError(f"{path}: entry {i}: image_id {det['image_id']} is not in the annotation file")
         if det["category_id"] != 1 or det["score"] < score_thr:

@@ -16,7 +16,6 @@ or to a base URL; it is tried before the internet URL. REPRO_DET_FILE names the 
 import errno
 import json
 import logging
-import math
 import os
 import shutil
 import stat
@@ -34,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from repro import config
+from repro.data.detections import detection_problem
 from repro.digest import file_digest
 from repro.errors import ReproError
 
@@ -50,7 +50,6 @@ COCO_EXPECTED = {
     "val2017": ("val2017",),
     "annotations": tuple(f"annotations/person_keypoints_{s}2017.json" for s in ("train", "val")),
 }
-DET_KEYS = ("image_id", "category_id", "bbox", "score")
 _LOCAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
@@ -514,11 +513,6 @@ def place_detections(root, det_source: dict, det_file=None, mirror=None, **downl
     return dest
 
 
-def _is_numbers(value, n: int) -> bool:
-    return isinstance(value, list) and len(value) == n and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-
-
 def check_detections(path, num_boxes=None) -> int:
     """Check the mmpose/HRNet detection format: a JSON list of dicts with image_id, category_id, bbox, score.
 
@@ -536,15 +530,9 @@ def check_detections(path, num_boxes=None) -> int:
     if not isinstance(boxes, list) or not boxes:
         raise DetectionFileError(f"{path}: expected a non-empty JSON list of detections")
     for i, box in enumerate(boxes):
-        missing = [k for k in DET_KEYS if not isinstance(box, dict) or k not in box]
-        if missing or not _is_numbers(box["bbox"], 4):
-            lacks = missing or "a 4-number bbox"
-            raise DetectionFileError(f"{path}: detection [{i}] lacks {lacks}: {str(box)[:200]}")
-        numbers = [box["score"], *box["bbox"]]
-        if not (_is_numbers(numbers, 5) and all(map(math.isfinite, numbers))):
-            raise DetectionFileError(f"{path}: detection [{i}]: non-finite score or bbox: {str(box)[:200]}")
-        if not (box["bbox"][2] > 0 and box["bbox"][3] > 0):
-            raise DetectionFileError(f"{path}: detection [{i}]: bbox {box['bbox']!r} has width or height <= 0")
+        problem = detection_problem(box)
+        if problem:
+            raise DetectionFileError(f"{path}: detection [{i}]: {problem}")
     if num_boxes is not None and len(boxes) != num_boxes:
         log.warning("%s: %d boxes, published file has %d", path, len(boxes), num_boxes)
     return len(boxes)

@@ -469,7 +469,7 @@ def test_the_det_file_is_checked_before_the_coco_download(coco_server, tmp_path)
 
 @pytest.mark.parametrize("box,message", [
     ({"bbox": [1.0, 2.0, 0.0, 40.0]}, "width or height <= 0"), ({"bbox": [1.0, 2.0, 30.0, -4.0]}, "<= 0"),
-    ({"score": float("nan")}, "non-finite"), ({"score": "high"}, "non-finite score or bbox"),
+    ({"score": float("nan")}, "non-finite"), ({"score": "high"}, "field 'score' has a wrong type"),
 ])
 def test_check_detections_refuses_boxes_without_area_and_bad_scores(tmp_path, box, message):
     det = tmp_path / "d.json"
