@@ -27,6 +27,7 @@ from repro.data import loader as data_loader
 from repro.data.coco import DatasetError, TopDownCocoDataset, check_layout
 from repro.data.transforms import normalize_images
 from repro.evaluation import subset
+from repro.evaluation.results import protocol as record_protocol
 from repro.evaluation.postprocess import Predictions, postprocess
 from repro.model import build_cpm
 from repro.keypoints import FLIP_INDICES
@@ -250,10 +251,8 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
                                                      config.published()["tolerances"]["A"])}
     settings = {"checkpoint": str(checkpoint), "config": cfg.name, "profile": cfg.profile,
                 "boxes": "gt" if use_gt_bbox else str(cfg.data.det_file),
-                "flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,
-                "amp": cfg.eval.amp, "channels_last": cfg.eval.channels_last,
-                "det_score_thr": cfg.eval.det_score_thr, "keypoint_score_thr": cfg.eval.keypoint_score_thr,
-                "nms_thr": cfg.eval.nms_thr, "device": str(device)}
+                **record_protocol(cfg.eval), "channels_last": cfg.eval.channels_last,
+                "det_score_thr": cfg.eval.det_score_thr, "device": str(device)}
     out_dir = Path(out_dir)
     atomic.write_json(out_dir / "predictions.json", results, indent=None)
     atomic.write_json(out_dir / "metrics.json", {**metrics, "settings": settings})

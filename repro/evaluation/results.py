@@ -15,9 +15,14 @@ def metrics_record(cfg: RunConfig, metrics: dict, source: str, checkpoint, train
     return {**metrics, "config": cfg.name, "profile": cfg.profile, "source": source,
             "checkpoint": str(checkpoint), "seed": cfg.seed, "platform": machine.fingerprint(),
             "train_precision": training.get("train_precision"), "train_loss": training.get("train_loss"),
-            "eval": {"flip_test": cfg.eval.flip_test, "shift_heatmap": cfg.eval.shift_heatmap,
-                     "use_gt_bbox": cfg.eval.use_gt_bbox, "keypoint_score_thr": cfg.eval.keypoint_score_thr,
-                     "nms_thr": cfg.eval.nms_thr, "amp": cfg.eval.amp}}
+            "eval": protocol(cfg.eval)}
+
+
+def protocol(eval_cfg) -> dict:
+    """The evaluation settings a record states (the gates compare them with published.yaml eval_settings)."""
+    return {"flip_test": eval_cfg.flip_test, "shift_heatmap": eval_cfg.shift_heatmap,
+            "use_gt_bbox": eval_cfg.use_gt_bbox, "keypoint_score_thr": eval_cfg.keypoint_score_thr,
+            "nms_thr": eval_cfg.nms_thr, "amp": eval_cfg.amp}
 
 
 def not_run_record(cfg: RunConfig, source: str, reason: str) -> dict:
