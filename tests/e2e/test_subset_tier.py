@@ -60,9 +60,9 @@ def test_subset_tier_end_to_end(workdir):
     ap = record["bootstrap"]["stats"]["AP"]
     assert ap["lo"] <= record["AP"] <= ap["hi"] and ap["detectable_gap"] > 0
 
-    import mlflow   # the subset is in the MLflow run's params too
-    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-    run = mlflow.search_runs(experiment_names=["cpm-repro"], output_format="list")[0]
+    from mlflow.tracking import MlflowClient   # the subset is in the MLflow run's params too
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")   # a client: no process-wide tracking URI left set
+    run = client.search_runs([client.get_experiment_by_name("cpm-repro").experiment_id])[0]
     assert run.data.params["subset.ids_sha256"] == subset.ids_digest(ids)
     assert run.data.params["eval.val_images"] == "2"
 
