@@ -23,7 +23,7 @@ from bench_pipeline import AVX2_ENV  # noqa: E402
 def measure(out: Path) -> None:
     import pytest
 
-    from repro import atomic
+    from repro import atomic, config
     from repro.report import checks
     from tests.gates import test_planted_regressions as planted
     inputs = checks.load_inputs(REPO / "reports/metrics", config.PUBLISHED_PATH, REPO / "reports/baselines/smoke.json")

@@ -8,6 +8,7 @@ run and pass; the full-profile tiers (A, C) must say why they did not run, never
 """
 import pytest
 
+from repro import config
 from repro.report import checks, tables, tiers
 from tests.conftest import CONFIGS
 

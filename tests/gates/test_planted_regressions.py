@@ -25,7 +25,7 @@ import shutil
 
 import pytest
 
-from repro import smoke
+from repro import config, smoke
 from repro.data import transforms
 from repro.engine import train
 from repro.report import checks, tables, tiers
