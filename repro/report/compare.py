@@ -89,20 +89,27 @@ def compare(metrics_dir, models_dir, out_dir, profile: str, published_path=confi
     add_equivalence(summary, equivalence.equivalences(inputs, required))
     summary["cost"] = plan.cost_rows(out_dir / "plan" / f"{profile}.json", Path(models_dir), Path(metrics_dir))
     histories = val_histories(Path(models_dir), names)
+    evaluations = evaluation_records(inputs)   # read once, for the plots and the stats files
     summary["learning_curve"] = learning_curves(histories, names, profile, inputs.published, Path(models_dir))
     with atomic.all_or_none():   # the reports and plots are one set: a failure leaves the old set whole
         atomic.write_json(out_dir / "comparison.json", summary)
         atomic.write_text(out_dir / "comparison.md", markdown(results, summary, inputs.published) +
                           extra_sections(summary, out_dir / "plan" / f"{profile}.json") + diagnosis)
         plots.write_val_ap(out_dir / "plots", histories)
-        plots.write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs))
+        plots.write_published_vs_measured(out_dir / "plots", published_vs_measured(inputs, evaluations))
         plots.write_learning_curve(out_dir / "plots", summary["learning_curve"])
-        for path, stats in at_a_glance(results, inputs, out_dir / "stats").items():
+        for path, stats in at_a_glance(results, inputs, evaluations, out_dir / "stats").items():
             atomic.write_json(path, stats)
     return summary
 
 
-def at_a_glance(results, inputs, stats_dir) -> dict:
+def evaluation_records(inputs) -> dict:
+    """{(config, source): its metrics record, {} where there is none} for every config and source."""
+    return {(name, source): records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
+            for name in inputs.published["models"] for source in records.SOURCES}
+
+
+def at_a_glance(results, inputs, evaluations: dict, stats_dir) -> dict:
     """{reports/stats/<tag>.json: {the 10 stats (4 dp), "verdict"}} per config and source: the DVC metrics,
     one small flat row per evaluation. The verdict is that of the tier checking the evaluation in this profile
     (smoke: trained S, reference E; full: trained C, published A), "not_run" where none ran."""
@@ -111,7 +118,7 @@ def at_a_glance(results, inputs, stats_dir) -> dict:
     out = {}
     for name in inputs.published["models"]:
         for source in records.SOURCES:
-            record = records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
+            record = evaluations[name, source]
             stats = {m: _round(checks.metric_value(record, m)) for m in inputs.published["metric_names"]
                      if record.get("status") != "not_run" and checks.metric_value(record, m) is not None}
             verdict = verdicts.get(str(records.metrics_path(name, source, inputs.metrics_dir)), "not_run")
@@ -219,13 +226,13 @@ def val_histories(models_dir: Path, names) -> dict:
 
 
 
-def published_vs_measured(inputs) -> list:
+def published_vs_measured(inputs, evaluations: dict) -> list:
     """[(key, published, measured)] for every published stat with a measured value (trained or published
     checkpoint), key "<config> <source> <metric>"; stable order: config, source, metric."""
     rows = []
     for name, entry in inputs.published["models"].items():
         for source in ("trained", "published"):   # the evaluations the published table is about
-            record = records.read(records.metrics_path(name, source, inputs.metrics_dir)) or {}
+            record = evaluations[name, source]
             if record.get("status") == "not_run" or record.get("source") != source:
                 continue
             for metric, want in entry["results"].items():
