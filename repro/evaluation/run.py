@@ -17,10 +17,10 @@ path and the val data digests; smoke profile only).
 import time
 from pathlib import Path
 
-from repro import atomic, checkpoint as ckpt_io, config, machine, records, tracking
+from repro import atomic, config, machine, records, tracking
 from repro.errors import ReproError
-from repro.evaluation import evaluate, ledger, reference, results
-from repro.evaluation.tracking_run import log_evaluation
+from repro.evaluation import ledger, reference, results
+
 
 def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, published_dir,
                  ledger_dir=None, use_gt_bbox: bool | None = None) -> dict:
@@ -45,10 +45,20 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
     """
     if source == "trained" and not checkpoint:
         raise ReproError("source 'trained' needs the checkpoint file to evaluate (--checkpoint)")
-    cfg = machine.resolve_precision(cfg)
-    tracking.preflight()
     metrics_path, eval_dir = Path(metrics_path), Path(eval_dir)
     atomic.check_writable(metrics_path.parent)   # before the download and the evaluation, not after them
+    if source == "published" and cfg.data.source != "coco":   # nothing to evaluate, nothing for MLflow
+        reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
+        record = results.not_run_record(cfg, source, reason)
+        records.write(metrics_path, record)
+        return record
+    cfg = machine.resolve_precision(cfg)
+    tracking.preflight()
+    # torch, pycocotools, mlflow: imported once there is something to evaluate, so that the smoke profile's
+    # evaluate_published stages (which have none) take a second, not the 3 s of these imports.
+    from repro import checkpoint as ckpt_io
+    from repro.evaluation import evaluate
+    from repro.evaluation.tracking_run import log_evaluation
     if source == "reference":
         record, cfg = evaluate_reference(cfg, eval_dir)
         records.write(metrics_path, record)   # first: a tracking failure must not cost the evaluation
@@ -56,11 +66,6 @@ def run_evaluate(cfg, source: str, checkpoint=None, *, metrics_path, eval_dir, p
             records.write(eval_dir / "metrics.json", record)
         else:
             log_evaluation(f"evaluate_{records.tag(cfg.name, source)}", cfg, record)
-        return record
-    if source == "published" and cfg.data.source != "coco":
-        reason = f"profile {cfg.profile!r} has no published checkpoint to evaluate (tier A needs profile full)"
-        record = results.not_run_record(cfg, source, reason)
-        records.write(metrics_path, record)
         return record
     checkpoint = Path(checkpoint) if checkpoint else None
     if source == "published":

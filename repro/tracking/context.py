@@ -8,8 +8,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import torch
-
 from repro import config, machine
 from repro.digest import sha256_file
 
@@ -88,6 +86,8 @@ def log_datasets(client, run_id: str, datasets: list) -> None:
 
 def run_context(cfg, world_size: int, recipe_diff: list) -> dict:
     """Tags that say what ran, where, on what: {tag: value} (values are strings)."""
+    import torch   # here, not at import: stages that never touch a tensor (compare) start 2 s sooner
+
     from repro.recipe import recipe_status
     commit = git_commit()
     status = git("status", "--porcelain")

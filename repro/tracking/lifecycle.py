@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from repro import config
-from repro.tracking import models, pending
+from repro.tracking import pending
 from repro.tracking.context import (_FRESH_GROUP, dataset_inputs, git, log_datasets, pip_freeze,
                                     pipeline_group_id, run_context)
 from repro.tracking.store import (TrackingError, check_store, enabled, experiment_name, quiet_mlflow,
@@ -165,6 +165,7 @@ def start(cfg, out_dir, world_size: int, recipe_diff: list, resume_run_id: str |
         raise TrackingError(f"MLflow store {uri}: {type(e).__name__}: {e}") from e
     start_system_metrics(tracker, uri, resumed=run_id is not None)
     # From here on a store failure is reported and remembered, and training goes on.
+    from repro.tracking import models   # torch: imported by training, not by every user of repro.tracking
     marker = {"kind": "train", "name": name, "tags": context, "params": params, "out_dir": str(out_dir),
               "model": models.model_spec(cfg, Path(out_dir) / "best.pth", "trained")}
     tracker.on_error = lambda e: pending.keep_pending(marker, e)

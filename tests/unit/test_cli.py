@@ -26,3 +26,15 @@ def test_help_lists_every_command_with_a_summary_and_stays_light():
     listed = dict(re.findall(r"^    ([a-z-]+)\s+(\S.*)$", out, re.M))
     assert DOCUMENTED <= set(listed), sorted(DOCUMENTED - set(listed))
     assert out.strip().endswith("HEAVY []"), out
+
+
+def test_a_smoke_evaluate_published_stage_writes_its_not_run_record_without_torch(tmp_path):
+    """The smoke profile has no published checkpoint: its two evaluate_published stages only write why, and
+    stay out of torch, pycocotools and mlflow (their import was most of those stages' time)."""
+    probe = ("import sys; from stages import evaluate\n"
+             f"evaluate.main(['--config', '256x192', '--source', 'published', '--metrics-dir', {str(tmp_path)!r}])\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'mlflow', 'pycocotools') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().endswith("HEAVY []"), done.stdout + done.stderr
+    record = (tmp_path / "published_256x192.json").read_text()
+    assert '"status": "not_run"' in record and "no published checkpoint" in record
