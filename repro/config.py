@@ -85,7 +85,9 @@ class TrainConfig:
     warmup_ratio: float
     milestones: tuple[int, ...]
     gamma: float
-    val_interval: int
+    # Validate every N epochs and after the last; None: never during training (best.pth is then the last
+    # epoch's weights, measured by the evaluate stage alone)
+    val_interval: int | None
     batch_per_gpu: int
     gpus: int
     sync_bn: bool
@@ -110,6 +112,11 @@ class TrainConfig:
     # TF32 convolutions and matmuls on Ampere and later CUDA GPUs (repro/engine/precision.py); published false.
     allow_tf32: bool = False
     torch_compile: bool = False   # torch.compile of the training forward (a speed option; published false)
+
+    def validates_after(self, epoch: int) -> bool:
+        """Whether the run validates after 0-based `epoch`: every val_interval epochs and after the last;
+        never when val_interval is null."""
+        return self.val_interval is not None and ((epoch + 1) % self.val_interval == 0 or epoch + 1 == self.epochs)
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,27 @@ def load(path="params.yaml", name: str = "256x192", profile: str | None = None) 
         raise ConfigError(f"{path}: {e}") from None
 
 
+PROFILE_SECTIONS = ("data", "model", "augment", "train", "eval")
+
+
+def _profile_overrides(overrides: dict, profile: str, name: str, names: set) -> dict:
+    """A profile's overrides for config `name`: its sections, with `configs.<name>` (the same sections, for one
+    input size only, e.g. a shorter smoke fine-tune at 384x288) merged over them."""
+    unknown = sorted(set(overrides) - {*PROFILE_SECTIONS, "configs"})
+    if unknown:
+        raise ConfigError(f"profiles.{profile}: unknown key(s) {unknown}")
+    per_config = overrides.get("configs") or {}
+    if not isinstance(per_config, dict) or set(per_config) - names:
+        raise ConfigError(f"profiles.{profile}.configs: keys must be configs of params.yaml {sorted(names)}, "
+                          f"got {per_config!r}")
+    own = per_config.get(name) or {}
+    unknown = sorted(set(own) - {"model", "augment", "train", "eval"}) if isinstance(own, dict) else [own]
+    if unknown:   # data is shared by every config (one data stage): it cannot differ per config
+        raise ConfigError(f"profiles.{profile}.configs.{name}: unknown key(s) {unknown} (allowed: model, "
+                          f"augment, train, eval)")
+    return _merge({k: v for k, v in overrides.items() if k != "configs"}, own)
+
+
 def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     """Like `load`, from an already-parsed params mapping."""
     for top in ("profile", "seed", "configs", "recipe", "profiles"):
@@ -314,10 +342,7 @@ def resolve(params: dict, name: str, profile: str | None = None) -> RunConfig:
     if name not in params["configs"]:
         raise ConfigError(f"configs: no config {name!r} (have {sorted(params['configs'])})")
     size = dict(params["configs"][name])
-    overrides = params["profiles"][profile] or {}
-    unknown = sorted(set(overrides) - {"data", "model", "augment", "train", "eval"})
-    if unknown:
-        raise ConfigError(f"profiles.{profile}: unknown key(s) {unknown}")
+    overrides = _profile_overrides(params["profiles"][profile] or {}, profile, name, set(params["configs"]))
     section = lambda s: _merge(params["recipe"].get(s, {}), overrides.get(s, {}))  # noqa: E731
 
     train = section("train")
@@ -372,6 +397,7 @@ RANGES = {
     ("synthetic", "train_images"): AT_LEAST_1, ("synthetic", "val_images"): AT_LEAST_1,
     ("synthetic", "seed"): NON_NEGATIVE, ("eval", "val_seed"): NON_NEGATIVE,
 }
+OPTIONAL = {("train", "val_interval")}   # may be null, else in its range
 
 
 def _in_range(value, low, high, inclusive: bool) -> bool:
@@ -389,6 +415,8 @@ def _check_ranges(cfg: RunConfig):
         raise ConfigError(f"seed: {cfg.seed!r} must be >= 0")
     for (section, name), (low, high, inclusive) in RANGES.items():
         value = getattr(getattr(cfg, section), name)
+        if value is None and (section, name) in OPTIONAL:
+            continue
         for v in value if isinstance(value, tuple) else (value,):
             if not _in_range(v, low, high, inclusive):
                 bound = f"in [{low}, {high}]" if high is not None else f"{'>=' if inclusive else '>'} {low}"
@@ -415,6 +443,8 @@ def _validate(cfg: RunConfig):
     stop = cfg.train.stop_below_published
     if stop is not None and not (math.isfinite(stop.margin) and stop.margin >= 0 and stop.from_epoch >= 1):
         raise ConfigError(f"train.stop_below_published: {stop} needs margin >= 0 (AP) and from_epoch >= 1")
+    if stop is not None and cfg.train.val_interval is None:
+        raise ConfigError("train.stop_below_published needs validations: train.val_interval is null")
 
 
 PUBLISHED_PATH = Path(__file__).with_name("published.yaml")

@@ -1,7 +1,7 @@
 """The smoke pipeline as functions, for the baseline refresh and the planted-regression tests.
 
-`dvc repro` is the front door; this runs the same steps (data -> train, whose last validation gives the
-evaluate stage's numbers) in a scratch directory with params overridden by dotted key, as `dvc exp run -S
+`dvc repro` is the front door; this runs the same steps (data -> train -> the evaluate stage's protocol and
+record) in a scratch directory with params overridden by dotted key, as `dvc exp run -S
 key=value` would, without touching the repo's data/, models/ or reports/.
 
     from repro import smoke
@@ -16,7 +16,7 @@ import yaml
 from repro import atomic, checkpoint as ckpt_io, config, machine, records
 from repro.data import synthetic
 from repro.engine import train
-from repro.evaluation import results
+from repro.evaluation import evaluate, results
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -48,9 +48,8 @@ def _write_params(workdir: Path, seed: int | None, overrides: dict | None) -> Pa
 def run_smoke(seed: int, *, overrides: dict | None = None, workdir, names=None) -> dict:
     """Generate the smoke data, train each config in `workdir` and write its metrics record.
 
-    The metrics are those of the training's last validation, which is the evaluate stage's protocol on the
-    checkpoint's own weights: the same numbers to the last digit (tests/e2e/test_smoke_pipeline.py checks that
-    the pipeline's evaluate stage agrees), without predicting the val set a second time.
+    The metrics are the evaluate stage's (repro.evaluation.evaluate.evaluate_checkpoint on best.pth, the
+    smoke training's last epoch: it does not validate, params.yaml profiles.smoke.train.val_interval).
 
     Args:
         seed: the training seed (params.yaml `seed`); the synthetic data keeps its own seed.
@@ -72,13 +71,13 @@ def run_smoke(seed: int, *, overrides: dict | None = None, workdir, names=None) 
         for name in names:
             cfg = machine.resolve_precision(config.load(params_path, name))
             train.train(cfg, Path("models") / name, resume=False, track=False)
-            made[name] = _validation_record(cfg, Path("models") / name / "best.pth")
+            made[name] = _evaluation_record(cfg, Path("models") / name / "best.pth")
         return made
 
 
-def _validation_record(cfg, checkpoint: Path) -> dict:
-    """The metrics record of `checkpoint` from the validation stored with it, written to reports/metrics."""
-    meta = ckpt_io.read_checkpoint(checkpoint)["meta"]
-    metrics = {k: v for k, v in meta["best"].items() if k not in ("epoch", "train_loss")}
-    record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts_of(meta))
+def _evaluation_record(cfg, checkpoint: Path) -> dict:
+    """The evaluate stage's record of `checkpoint` (its protocol and record, without MLflow or the ledger),
+    written to reports/metrics."""
+    metrics = evaluate.evaluate_checkpoint(cfg, checkpoint, records.eval_dir(cfg.name, "trained"))
+    record = results.metrics_record(cfg, metrics, "trained", checkpoint, ckpt_io.training_facts(checkpoint))
     return records.read(records.write(records.metrics_path(cfg.name, "trained"), record))   # as JSON gives it back

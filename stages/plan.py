@@ -1,7 +1,7 @@
 """DVC stage `plan`: the time and device-hours of every stage of the profile, estimated before training.
 
-Probes the configured model on this machine (a warm-up and 5 timed steps per config, a few seconds on the
-smoke profile) and writes <out-dir>/<profile>.json; `compare` puts it beside the measured times. The step
+Probes the configured model on this machine (a warm-up and params.yaml plan.probe_steps timed steps per
+config, a few seconds on the smoke profile) and writes <out-dir>/<profile>.json; `compare` puts it beside the measured times. The step
 is repro.report.plan.run_plan (also `repro plan`).
 
     python -m stages.plan --out-dir reports/plan

@@ -50,6 +50,8 @@ class RunLog:
         self.tty = enabled and sys.stderr.isatty()
         if enabled and resume_epoch > 0:
             self._reload(resume_epoch)
+        elif enabled:   # the header from the start: a run that never validates (val_interval null) still has it
+            self._write_csv()
 
     def _reload(self, completed: int) -> None:
         path = self.out_dir / TRAIN_LOG

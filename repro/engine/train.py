@@ -491,7 +491,7 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
         distributed.average_buffers(model)   # mmengine SyncBuffersHook: per-GPU BN stats -> their mean
         run.epoch_end(epoch, {"loss": stats["loss"], "acc_pose": stats["acc_pose"], "time": stats["time"],
                               "lr": optimizer.param_groups[0]["lr"]})
-        if (epoch + 1) % cfg.train.val_interval == 0 or epoch + 1 == cfg.train.epochs:
+        if cfg.train.validates_after(epoch):
             metrics = evaluate.validate(model, val_ds, cfg.eval, env.device)
             run.validation(epoch, scheduler.last_epoch, metrics)
             # The epoch's mean training loss goes with its checkpoint: tier S bands it (a loss bug that the
@@ -503,6 +503,12 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
                     checkpoint.save_checkpoint(out_dir / "best.pth", model, {**meta, "best": state["best"]},
                                                epoch=epoch, iter=scheduler.last_epoch)
             _check_stop(cfg.train, reference, epoch, metrics["AP"], state, tracker)
+        elif cfg.train.val_interval is None and epoch + 1 == cfg.train.epochs:
+            # Not validated (the pipeline's evaluate stage measures these weights): the last epoch is the best.
+            state["final"] = state["best"] = {"epoch": epoch + 1, "train_loss": stats["loss"]}
+            if env.is_main:
+                checkpoint.save_checkpoint(out_dir / "best.pth", model, {**meta, "best": state["best"]},
+                                           epoch=epoch, iter=scheduler.last_epoch)
         state.update(epoch=epoch, train_time_s=state["train_time_s"] + stats["time"],
                      samples=state["samples"] + stats["samples"],
                      wall_time_s=state["wall_time_s"] + time.perf_counter() - t0)

@@ -270,6 +270,10 @@ def learning_curves(histories: dict, names, profile: str, published: dict, model
         if name not in histories:
             entry["reason"] = f"{models_dir / name / 'val_history.csv'}: not found (train@{name} has not run)"
             continue
+        if not histories[name]:
+            entry["reason"] = (f"{models_dir / name / 'val_history.csv'}: no validation (train.val_interval null: "
+                               f"the evaluate stage alone measured the trained weights)")
+            continue
         try:
             ref = curve.reference(published, profile, name)
         except mmpose_log.LogFormatError as e:

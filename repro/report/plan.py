@@ -47,8 +47,8 @@ def data_sizes(cfg, table: dict, probed: dict) -> dict:
 
 
 def validations(train_cfg) -> int:
-    """How many validations a run does: every val_interval epochs and after the last."""
-    return sum(1 for e in range(1, train_cfg.epochs + 1) if e % train_cfg.val_interval == 0 or e == train_cfg.epochs)
+    """How many validations a run does: every val_interval epochs and after the last (none if it is null)."""
+    return sum(train_cfg.validates_after(epoch) for epoch in range(train_cfg.epochs))
 
 
 def _loaded(compute_s: float, load_s: float, workers: int) -> float:

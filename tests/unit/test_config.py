@@ -41,6 +41,16 @@ def test_smoke_profile_is_a_narrow_member_of_the_family():
     assert cfg.codec.sigma == 2.0  # the per-config values are not overridden by the profile
 
 
+def test_a_profile_can_override_one_config_only(params):
+    """profiles.<p>.configs.<name> is merged over the profile's sections for that input size alone."""
+    params["profiles"]["smoke"]["configs"] = {"384x288": {"train": {"epochs": 7, "milestones": [5]}}}
+    one, other = config.resolve(params, "384x288", "smoke"), config.resolve(params, "256x192", "smoke")
+    assert (one.train.epochs, one.train.milestones) == (7, (5,))
+    smoke_train = params["profiles"]["smoke"]["train"]
+    assert (other.train.epochs, list(other.train.milestones)) == (smoke_train["epochs"], smoke_train["milestones"])
+    assert one.train.batch_per_gpu == other.train.batch_per_gpu == smoke_train["batch_per_gpu"]   # the rest kept
+
+
 def test_resolved_config_round_trips_through_yaml():
     cfg = config.load(PARAMS, "384x288")
     assert yaml.safe_load(yaml.safe_dump(cfg.to_dict()))["codec"]["input_size"] == [288, 384]
@@ -57,6 +67,10 @@ def test_resolved_config_round_trips_through_yaml():
     (lambda p: p["profiles"]["smoke"]["train"].update(amp="int8"), "train.amp: 'int8'"),
     (lambda p: p["profiles"]["smoke"]["train"].update(milestones=[9, 8]), "train.milestones"),
     (lambda p: p.pop("recipe"), "recipe: missing"),
+    (lambda p: p["profiles"]["smoke"].update(configs={"512x384": {"train": {"epochs": 1}}}),
+     "profiles.smoke.configs: keys must be configs of params.yaml"),
+    (lambda p: p["profiles"]["smoke"].update(configs={"256x192": {"data": {"source": "coco"}}}),
+     "profiles.smoke.configs.256x192: unknown key(s) ['data']"),
     (lambda p: p["recipe"]["train"].update(stop_below_published={"margin": 0.05}),
      "train.stop_below_published.from_epoch: missing"),
     (lambda p: p["recipe"]["train"].update(stop_below_published={"margin": -0.1, "from_epoch": 30}),
@@ -65,6 +79,9 @@ def test_resolved_config_round_trips_through_yaml():
      "needs margin >= 0 (AP) and from_epoch >= 1"),
     (lambda p: p["recipe"]["train"].update(stop_below_published=0.05),
      "train.stop_below_published: expected a mapping, got 0.05"),
+    (lambda p: (p["recipe"]["train"].update(stop_below_published={"margin": 0.05, "from_epoch": 2}),
+                p["profiles"]["smoke"]["train"].update(val_interval=None)),
+     "train.stop_below_published needs validations: train.val_interval is null"),
 ])
 def test_bad_params_name_the_key_and_the_file(tmp_path, params, mutate, message):
     bad = copy.deepcopy(params)

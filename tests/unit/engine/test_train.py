@@ -221,7 +221,7 @@ def test_smoke_config_is_open_with_named_items(name):
     assert items["train.milestones"] == ([170, 200], list(cfg.train.milestones))
     assert items["data.source"] == ("coco", "synthetic")
     assert items["world_size"] == (8, 1)
-    assert "train.lr" not in items                       # equal values are not listed
+    assert ("train.lr" in items) == (cfg.train.lr != 0.0005)   # equal values are not listed
     json.dumps(diff)                                     # plain data (MLflow tag, metrics.json)
 
 
@@ -270,6 +270,19 @@ def test_run_log_drops_records_of_epochs_after_the_checkpoint(tmp_path):
     lines = (tmp_path / runlog.TRAIN_LOG).read_text().splitlines()
     assert len(lines) == 4
     assert (tmp_path / runlog.VAL_HISTORY).read_text() == "epoch,AP\n1,0.0000\n2,0.1000\n"
+
+
+def test_run_log_writes_the_val_history_header_before_any_validation(tmp_path):
+    runlog.RunLog(tmp_path, stat_names=("AP", "AR"))   # a run with train.val_interval null never adds a row
+    assert (tmp_path / runlog.VAL_HISTORY).read_text() == "epoch,AP,AR\n"
+
+
+@pytest.mark.parametrize("interval,epochs,validated", [(10, 25, [10, 20, 25]), (2, 2, [2]), (1, 3, [1, 2, 3]),
+                                                       (None, 2, [])])
+def test_validations_fall_every_val_interval_epochs_and_after_the_last_or_never(interval, epochs, validated):
+    cfg = config.with_overrides(config.load(REPO / "params.yaml", "256x192", "smoke"),
+                                [f"train.epochs={epochs}", f"train.val_interval={'null' if interval is None else interval}"])
+    assert [e + 1 for e in range(epochs) if cfg.train.validates_after(e)] == validated
 
 
 def test_run_log_is_silent_on_other_ranks(tmp_path):
@@ -338,6 +351,7 @@ def test_early_stop_settings_may_change_on_resume():
 def test_missing_reference_log_stops_the_run_before_any_data_is_read(tmp_path, monkeypatch):
     params = config.read_params(REPO / "params.yaml")
     params["recipe"]["train"]["stop_below_published"] = {"margin": 0.05, "from_epoch": 2}
+    params["profiles"]["smoke"]["train"]["val_interval"] = 1   # the stop needs validations
     cfg = config.resolve(params, "256x192", "smoke")
     env = distributed.DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
     monkeypatch.chdir(tmp_path)   # no reports/baselines/smoke_256x192.log.json here

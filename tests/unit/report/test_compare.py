@@ -149,6 +149,13 @@ def test_learning_curve_flags_validations_below_the_band_in_comparison_json(curv
         summary["learning_curve"]
 
 
+def test_a_run_that_never_validated_has_no_learning_curve_and_says_why(curve_tree):
+    (curve_tree / "models/256x192/val_history.csv").write_text("epoch,AP\n")   # train.val_interval null
+    lc = run_curve(curve_tree)["learning_curve"]["256x192"]
+    assert lc["status"] == "not_run" and lc["validations"] == []
+    assert "no validation (train.val_interval null" in lc["reason"]
+
+
 def test_learning_curve_section_in_comparison_md(curve_tree):
     run_curve(curve_tree)
     md = (curve_tree / "reports/comparison.md").read_text()
