@@ -3,6 +3,7 @@ fresh copy of this checkout, then the no-op rerun.
 
     .venv/bin/python benchmarks/bench_pipeline.py                 # every variant this CPU can run
     .venv/bin/python benchmarks/bench_pipeline.py --variants native
+    .venv/bin/python benchmarks/bench_pipeline.py --variants avx2-fp32 --anchor   # + the anchor commit's run
 
 Variants (all on this machine, in the same run, so their ratios are comparable):
     native     the default: `amp: auto` (bf16 here if the CPU has it natively)
@@ -12,7 +13,9 @@ Variants (all on this machine, in the same run, so their ratios are comparable):
 The budget is for a 2-core CPU without AVX-512 (benchmarks/cpu_kind.py): on such a CPU the first variant's time
 is that time, measured; on an AVX-512 CPU it is the avx2-fp32 variant's time x 2.35, the emulation's measured
 correction (issue 26: the emulation said 370 s where a real EPYC without AVX-512 took 870 s), and the report
-says which. The smoke training step (batch 16, 256x192, forward + backward + Adam) is timed in each variant.
+says which. That factor belongs to the machine it was measured on; `--anchor` also runs the commit the real CPU
+timed (cpu_kind.ANCHOR_COMMIT) beside this one and scales the real 870 s by their ratio, which holds on any
+AVX-512 machine. The smoke training step (batch 16, 256x192, forward + backward + Adam) is timed in each variant.
 Each variant also reports `repro plan`'s estimate beside the measured time of every stage (comparison.json).
 Writes reports/benchmarks/pipeline_cpu.{json,md}.
 """
@@ -47,6 +50,16 @@ def fresh_copy(dest: Path) -> Path:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
+    (dest / ".venv").symlink_to(REPO / ".venv")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def revision_copy(rev: str, dest: Path) -> Path:
+    """The tree of git revision `rev` (a clone's files at that commit) with this checkout's .venv linked in."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     (dest / ".venv").symlink_to(REPO / ".venv")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
@@ -99,9 +112,10 @@ def step_seconds(project: Path, env: dict) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def run_variant(name: str, scratch: Path) -> dict:
+def run_variant(name: str, scratch: Path, rev: str | None = None) -> dict:
+    """One variant of the working tree, or of git revision `rev`."""
     extra_env, amp = VARIANTS[name]
-    project = fresh_copy(scratch / name)
+    project = revision_copy(rev, scratch / f"{name}@{rev}") if rev else fresh_copy(scratch / name)
     set_amp(project, amp)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "REPRO_", "VIRTUAL_ENV"))}
     env.update(extra_env, DVC_NO_ANALYTICS="1")
@@ -110,13 +124,14 @@ def run_variant(name: str, scratch: Path) -> dict:
     trained = {n: json.loads((project / f"models/{n}/metrics.json").read_text()) for n in ("256x192", "384x288")}
     comparison = json.loads((project / "reports/comparison.json").read_text())
     cost = comparison["cost"]
-    return {"variant": name, "env": extra_env, "first_run_s": round(first, 1), "noop_rerun_s": round(second, 1),
+    return {"variant": name if rev is None else f"{name}@{rev}", "env": extra_env, "first_run_s": round(first, 1), "noop_rerun_s": round(second, 1),
             "train_wall_s": {n: m["wall_time_s"] for n, m in trained.items()},
             "compute_s": round(sum(r["actual_s"] or 0 for r in cost
                                    if r["stage"].startswith(("train", "evaluate"))), 1),
             "plan": cost, "precision": trained["256x192"]["precision"]["train"],
             "verdict": comparison["verdict"],   # a time is only worth reporting for a run that passes its gates
-            "step_s": round(step_seconds(project, env), 3)}
+            # (the anchor's code may not have what the snippet builds the step from)
+            "step_s": None if rev else round(step_seconds(project, env), 3)}
 
 
 def markdown(result: dict) -> str:
@@ -145,16 +160,26 @@ def main(argv=None) -> None:
     # without AVX-512 the AVX2 cap changes nothing: the plain run is the measurement
     default = list(VARIANTS) if cpu_kind.has_avx512() else ["native"]
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=default)
+    parser.add_argument("--anchor", action="store_true",
+                        help=f"also run avx2-fp32 at {cpu_kind.ANCHOR_COMMIT}, the commit a real AVX2 CPU timed, "
+                             "and estimate that CPU's time from the ratio (AVX-512 machines)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/pipeline_cpu"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
         variants = [run_variant(v, Path(scratch)) for v in args.variants]
+        if args.anchor:
+            variants.append(run_variant("avx2-fp32", Path(scratch), cpu_kind.ANCHOR_COMMIT))
     by = {v["variant"]: v for v in variants}
-    # the budget's CPU kind: measured where this CPU is that kind, else emulated x the measured correction
+    # the budget's CPU kind: measured where this CPU is that kind, else emulated x the measured correction,
+    # or x the ratio to the anchor commit run beside it
     avx512 = cpu_kind.has_avx512()
     emulated = by["avx2-fp32"]["first_run_s"] if "avx2-fp32" in by else None
     estimates = {"2-core CPU without AVX-512, first run": cpu_kind.avx2_time(
         "pipeline", by[args.variants[0]]["first_run_s"], emulated, avx512)}
+    anchor = by.get(f"avx2-fp32@{cpu_kind.ANCHOR_COMMIT}")
+    if anchor and emulated:
+        estimates["2-core CPU without AVX-512, first run, from the anchor"] = cpu_kind.anchored_time(
+            "pipeline", emulated, anchor["first_run_s"])
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine.fingerprint(), "profile": config.load(REPO / "params.yaml").profile,
               "variants": variants, "estimates": estimates, "budgets_s": BUDGET_S}

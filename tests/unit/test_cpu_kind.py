@@ -27,3 +27,9 @@ def test_with_avx512_the_emulated_time_is_corrected():
 
 def test_the_corrections_are_the_measured_ratios():
     assert cpu_kind.CORRECTION == {"pipeline": 2.35, "suite": 2.38}
+
+
+def test_the_anchored_estimate_scales_the_real_time_by_the_ratio_measured_side_by_side():
+    out = cpu_kind.anchored_time("pipeline", 260.0, 520.0)
+    assert out["seconds"] == cpu_kind.MEASURED["pipeline"][0] / 2 and out["ratio"] == 0.5
+    assert cpu_kind.ANCHOR_COMMIT in out["basis"]
