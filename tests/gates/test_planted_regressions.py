@@ -11,8 +11,9 @@ pipeline's schedule on the pipeline's data and checks that tier S fails:
     (c) keypoint target weights ignored in the loss (spec §3: use_target_weight=True); the synthetic data
         leaves 10% of the drawn keypoints unlabelled (v=0), as COCO's annotators do, and the bug trains
         their heatmaps towards zero. Two epochs at the fine-tune's decayed learning rate barely move them, so
-        every COCO stat stays inside its band (AP 0.5471 against the bf16 baseline 0.5507 +/- 0.0084); the
-        band on the training loss of the checkpoint's epoch (train_loss) catches it: 0.01435 against 0.01128.
+        every COCO stat stays inside its band (AP 0.5471 against the bf16 baseline 0.5507 +/- 0.0084, both
+        measured on an AMD EPYC); the band on the training loss of the checkpoint's epoch (train_loss) catches
+        it: 0.01435 against 0.01128.
     (d) the learning rate x10 (spec §3: 5e-4)
 The unplanted fine-tune is the pipeline's own (seed 0): tests/gates/test_gates.py checks that it passes tier S.
 The eval-side plants (flip shift, rescoring, OKS-NMS, quarter-pixel step, crop offset) fail tier E instead:
