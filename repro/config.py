@@ -324,10 +324,11 @@ def _profile_overrides(overrides: dict, profile: str, name: str, names: set) -> 
         raise ConfigError(f"profiles.{profile}.configs: keys must be configs of params.yaml {sorted(names)}, "
                           f"got {per_config!r}")
     own = per_config.get(name) or {}
-    unknown = sorted(set(own) - {"model", "augment", "train", "eval"}) if isinstance(own, dict) else [own]
-    if unknown:   # data is shared by every config (one data stage): it cannot differ per config
-        raise ConfigError(f"profiles.{profile}.configs.{name}: unknown key(s) {unknown} (allowed: model, "
-                          f"augment, train, eval)")
+    allowed = [s for s in PROFILE_SECTIONS if s != "data"]   # data is shared by every config (one data stage)
+    unknown = sorted(set(own) - set(allowed)) if isinstance(own, dict) else [own]
+    if unknown:
+        raise ConfigError(f"profiles.{profile}.configs.{name}: unknown key(s) {unknown} (allowed: "
+                          f"{', '.join(allowed)})")
     return _merge({k: v for k, v in overrides.items() if k != "configs"}, own)
 
 
