@@ -9,7 +9,8 @@ In one project, in order:
 1. tier A alone (`dvc exp run -S profile=full ... evaluate_published`) fetches val2017, the annotations, the
    detection file and both published checkpoints with their logs, and never asks for train2017.zip;
 2. train@256x192 under `dvc repro` is killed with SIGKILL inside its second epoch; `dvc repro` again resumes
-   it from its checkpoint, and its weights equal an uninterrupted run's;
+   it from its checkpoint: its logged losses, learning rates and validations equal an uninterrupted run's, and
+   so do its weights, to within rounding (see the test);
 3. the rest of the pipeline, train@384x288 under torchrun with 2 gloo processes, evaluations and compare;
 4. a second `dvc repro` runs nothing; an edit to a dependency of the data stages reruns them, which
    re-verify what is there and download nothing.
@@ -35,11 +36,12 @@ from tests.e2e import mini_coco
 pytestmark = pytest.mark.slow
 
 # dvc exp run -S: the published recipe, shortened (epochs, batch, loader workers, eval batch, probe) and made
-# deterministic so that a resumed run can be compared bit for bit; the network stays the published one.
+# deterministic so that a resumed run can be compared with an uninterrupted one; the network stays the published one.
 OVERRIDES = ["profile=full", "recipe.train.epochs=2", "recipe.train.deterministic=true",
              "recipe.train.num_workers=0", "recipe.eval.num_workers=0", "recipe.eval.batch_size=4",
              "recipe.train.batch_per_gpu=2",   # over both configs' published batch
              "plan.probe_steps=1"]             # the plan stage's probe: a warm-up and 1 timed step per config
+WALL_CLOCK = {"time", "data_time", "memory"}   # train_log.jsonl fields that differ between any two runs
 
 
 def in_project(project: Path, **extra) -> dict:
@@ -58,6 +60,12 @@ def stages_run(output: str) -> list:
 
 def weights(path) -> dict:
     return checkpoint.read_checkpoint(path)["state_dict"]
+
+
+def train_log(run_dir: Path) -> list:
+    """train_log.jsonl's records without their wall-clock fields."""
+    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +103,8 @@ def rehearsal(tmp_path_factory, request):
     time.sleep(1.0)   # inside epoch 2 now
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    steps["killed_epoch"] = checkpoint.read_checkpoint(work / "last.pth")["epoch"]
+    killed = checkpoint.read_checkpoint(work / "last.pth")
+    steps["killed_epoch"], steps["epoch_1_weights"] = killed["epoch"], killed["state_dict"]
     steps["resume"] = run(project, "dvc", "repro", "train@256x192", REPRO_MIRROR=str(mini.root))
 
     # 3. The rest: train@384x288 under torchrun (2 gloo processes), evaluations, plan, compare.
@@ -127,9 +136,22 @@ def test_killed_training_resumes_under_dvc_repro_with_the_weights_of_an_uninterr
     run(project, sys.executable, "-m", "repro.cli", "train", "--config", "256x192", "--out", str(straight),
        "--no-track")
     resumed, reference = weights(project / "models/256x192/last.pth"), weights(straight / "last.pth")
-    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
-    assert resumed.keys() == reference.keys() and not different, different[:3]
+    assert resumed.keys() == reference.keys()
+    # What the run logged is compared exactly: the same batches, losses, learning rates and validations.
+    assert train_log(project / "models/256x192") == train_log(straight)
     assert (project / "models/256x192/val_history.csv").read_text() == (straight / "val_history.csv").read_text()
+    # The weights are compared to within a tenth of what epoch 2 changed, tensor by tensor. Bit equality held in
+    # most runs but not all: once in CI (one run in about eight) 168 of 216 tensors differed by at most 3.9e-6,
+    # rounding that Adam's step amplifies, with identical logged losses; that noise is at most 0.015 of a tensor's
+    # epoch-2 update. A resume that drops the optimizer's state gives up to 1.27, one that skips or repeats an
+    # epoch about 1: both fail here.
+    start = steps["epoch_1_weights"]
+    for key, ref in reference.items():
+        if not ref.is_floating_point():
+            assert torch.equal(resumed[key], ref), key
+            continue
+        update = (ref - start[key]).norm()
+        assert (resumed[key] - ref).norm() <= 0.1 * update, (key, float((resumed[key] - ref).norm()), float(update))
 
 
 def test_every_stage_ran_with_the_full_size_network_and_an_open_recipe(rehearsal):
