@@ -11,6 +11,7 @@ the loop pays in series when num_workers is 0. Random tensors stand in for image
 the cost of a dense CNN does not depend on pixel values.
 """
 import dataclasses
+import math
 import os
 import statistics
 import tempfile
@@ -28,6 +29,8 @@ from repro.model import build_cpm
 # Timed training steps after the warm-up: their median is the estimate, so a step slowed by another process
 # on a shared machine does not set it (3 steps left the tiny-run ratio between 0.59 and 0.79 at load 9).
 PROBE_STEPS = 5
+# Timed boxes of the inference probe: enough for a median of several small batches (the smoke profile's 2).
+EVAL_PROBE_BOXES = 8
 
 
 def amp_dtype(mode: str, device: torch.device):
@@ -79,8 +82,10 @@ def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = PROBE_
     return _timed(step, steps, device)
 
 
-def eval_image_seconds(cfg: RunConfig, device: torch.device, batches: int = 1) -> float:
-    """Seconds of inference per box (flip test included when configured) at eval.batch_size."""
+def eval_image_seconds(cfg: RunConfig, device: torch.device, boxes: int = EVAL_PROBE_BOXES) -> float:
+    """Seconds of inference per box (flip test included when configured) at eval.batch_size: the median batch
+    of the fewest that hold `boxes` boxes (one batch at the published 32)."""
+    batches = math.ceil(boxes / cfg.eval.batch_size)
     (w, h) = cfg.codec.input_size
     model = build_cpm(cfg.model).to(device).eval()
     if cfg.eval.channels_last:

@@ -254,6 +254,23 @@ def test_validate_single_process_matches_evaluate_checkpoint(coco_sample, smoke_
     assert model.training                                              # the trainer's mode is restored
 
 
+def test_the_smoke_eval_batch_gives_the_published_batchs_predictions_bit_for_bit(coco_sample, smoke_cfg, tmp_path):
+    # params.yaml's smoke eval.batch_size is smaller than the published 32 because it is faster on a CPU; that
+    # is only allowed while boxes stay independent: the committed smoke reference network at its real input size
+    # on 16 of the sample's detected boxes.
+    from repro.checkpoint import load_checkpoint
+    cfg = dataclasses.replace(smoke_cfg, data=DataConfig(source="coco", root=str(coco_layout(coco_sample, tmp_path))))
+    model = build_cpm(cfg.model)
+    load_checkpoint(REPO / "reports/reference/smoke_256x192.pth", model)
+    boxes = torch.utils.data.Subset(evaluate.build_test_dataset(cfg, use_gt_bbox=False), range(16))
+    published = config.load(REPO / "params.yaml", "256x192", profile="full").eval.batch_size
+    assert cfg.eval.batch_size < published == 32
+    runs = [predict(model, evaluate._loader(boxes, eval_cfg, "cpu"), "cpu", eval_cfg)
+            for eval_cfg in (cfg.eval, dataclasses.replace(cfg.eval, batch_size=published))]
+    for field in ("keypoints", "keypoint_scores", "bboxes", "bbox_scores", "areas"):
+        assert np.array_equal(getattr(runs[0], field), getattr(runs[1], field)), field
+
+
 def _validate_worker(rank, world, init_file, cfg, ckpt, out_dir):
     """One rank of the distributed validate test (module level so that spawn can pickle it)."""
     import torch.distributed as dist
