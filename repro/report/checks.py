@@ -65,7 +65,8 @@ class GateInputs:
     metrics_dir: Path = records.METRICS_DIR
     baseline: dict | None = None
     baseline_path: str = "reports/baselines/smoke.json"
-    platform: dict = field(default_factory=dict)
+    # the platform of records that carry none; None: this machine's, read only then (compare imports no torch)
+    platform: dict | None = field(default_factory=dict)
     reference: dict | None = None
     reference_path: str = "reports/reference/smoke.json"
 
@@ -78,7 +79,7 @@ def load_inputs(metrics_dir=records.METRICS_DIR, published_path=config.PUBLISHED
     reference_path = str(published["tolerances"]["E"]["reference"])
     return GateInputs(published=published, metrics_dir=Path(metrics_dir),
                       baseline=baseline.read(baseline_path, rev), baseline_path=baseline_path,
-                      platform=platform if platform is not None else machine.fingerprint(),
+                      platform=platform,
                       reference=records.read(reference_path), reference_path=reference_path)
 
 
@@ -234,11 +235,11 @@ def data_row(name: str, record: dict, reference: dict) -> Row:
     return Row("E", name, "data", None, None, "sha256 equal", "fail" if differ else "pass", note)
 
 
-def exact_seed_row(name: str, record: dict, base: dict, platform: dict) -> Row:
+def exact_seed_row(name: str, record: dict, base: dict, platform: dict | None) -> Row:
     """Same seed on the same platform must give the baseline's metrics bit for bit (deterministic CPU run)."""
     seed = record.get("seed")
     label = f"exact(seed={seed})"
-    here = record.get("platform") or platform
+    here = record.get("platform") or (machine.fingerprint() if platform is None else platform)
     if here != base.get("platform"):
         return Row("S", name, label, None, None, "exact", "not_run",
                    f"platform differs: baseline {base.get('platform')}, here {here}")

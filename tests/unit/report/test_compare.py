@@ -1,6 +1,9 @@
 """repro.report.compare: the reports and plots written from hand-made metrics files."""
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -11,7 +14,7 @@ from repro.report import baseline, compare
 from tests.unit.report.test_diagnose import gt_file  # noqa: F401  (fixture)
 from tests.unit.report.test_tiers import NAMES, PLATFORM, fake_runs, record, shifted, write
 from tests.unit.engine.test_mmpose_log import log_text
-from tests.conftest import assert_plot_png
+from tests.conftest import REPO, assert_plot_png
 
 
 @pytest.fixture
@@ -228,3 +231,16 @@ def test_comparison_md_says_when_there_is_nothing_to_diagnose(tree, gt_file):
                     gt_path=gt_file)
     assert "## Diagnosis\n\nNot run: no pair of prediction files" in (tree / "reports/comparison.md").read_text()
     assert json.loads((tree / "reports/diagnosis/pairs.json").read_text()) == []
+
+
+def test_compare_imports_no_torch(tree):
+    """The platform the gates compare comes from each record; this machine's fingerprint (which needs torch, 2 s
+    of the compare stage) is read only for a record without one."""
+    probe = ("import sys; from repro.report import compare\n"
+             f"compare.compare({str(tree / 'reports/metrics')!r}, {str(tree / 'models')!r}, {str(tree / 'reports')!r},"
+             f" 'full', baseline_path={str(tree / 'reports/baselines/smoke.json')!r})\n"
+             "print('TORCH', 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "REPRO_TRACKING": "0"})
+    assert done.stdout.strip().endswith("TORCH False"), done.stdout + done.stderr
+    assert (tree / "reports/comparison.json").is_file()
