@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from repro import config
-from repro.checkpoint import CheckpointError
+from repro.checkpoint import CheckpointError, load_checkpoint
 from repro.config import DataConfig
 from repro.data.coco import DatasetError
 from repro.evaluation import evaluate
@@ -258,7 +258,6 @@ def test_the_smoke_eval_batch_gives_the_published_batchs_predictions_bit_for_bit
     # params.yaml's smoke eval.batch_size is smaller than the published 32 because it is faster on a CPU; that
     # is only allowed while boxes stay independent: the committed smoke reference network at its real input size
     # on 16 of the sample's detected boxes.
-    from repro.checkpoint import load_checkpoint
     cfg = dataclasses.replace(smoke_cfg, data=DataConfig(source="coco", root=str(coco_layout(coco_sample, tmp_path))))
     model = build_cpm(cfg.model)
     load_checkpoint(REPO / "reports/reference/smoke_256x192.pth", model)
