@@ -11,7 +11,6 @@ the loop pays in series when num_workers is 0. Random tensors stand in for image
 the cost of a dense CNN does not depend on pixel values.
 """
 import dataclasses
-import math
 import os
 import statistics
 import tempfile
@@ -29,8 +28,6 @@ from repro.model import build_cpm
 # Timed training steps after the warm-up: their median is the estimate, so a step slowed by another process
 # on a shared machine does not set it (3 steps left the tiny-run ratio between 0.59 and 0.79 at load 9).
 PROBE_STEPS = 5
-# Timed boxes of the inference probe: enough for a median of several small batches (the smoke profile's 2).
-EVAL_PROBE_BOXES = 8
 
 
 def amp_dtype(mode: str, device: torch.device):
@@ -82,10 +79,10 @@ def train_step_seconds(cfg: RunConfig, device: torch.device, steps: int = PROBE_
     return _timed(step, steps, device)
 
 
-def eval_image_seconds(cfg: RunConfig, device: torch.device, boxes: int = EVAL_PROBE_BOXES) -> float:
-    """Seconds of inference per box (flip test included when configured) at eval.batch_size: the median batch
-    of the fewest that hold `boxes` boxes (one batch at the published 32)."""
-    batches = math.ceil(boxes / cfg.eval.batch_size)
+def eval_image_seconds(cfg: RunConfig, device: torch.device, batches: int = PROBE_STEPS) -> float:
+    """Seconds of inference per box (flip test included when configured) at eval.batch_size: the median of
+    `batches` timed batches after a warm-up one, as many as the training probe's steps. (8 boxes at batch 4 made
+    the full network's probe 12 boxes, 74 s on a 2-core AVX2 EPYC at 1.9 s a box at 256x192, 4.4 s at 384x288.)"""
     (w, h) = cfg.codec.input_size
     model = build_cpm(cfg.model).to(device).eval()
     if cfg.eval.channels_last:
@@ -137,7 +134,7 @@ def probe(cfg: RunConfig, device=None, steps: int = PROBE_STEPS, batch: int | No
     Args:
         cfg: the resolved run configuration (model, codec, train, eval, data).
         device: where to time; the training device of this machine by default.
-        steps: timed optimisation steps (after one warm-up).
+        steps: timed optimisation steps, and timed inference batches (each after one warm-up).
         batch: per-device training batch (default: the configured train.batch_per_gpu).
 
     Returns:
@@ -152,7 +149,7 @@ def probe(cfg: RunConfig, device=None, steps: int = PROBE_STEPS, batch: int | No
     torch.use_deterministic_algorithms(cfg.train.deterministic)   # as the run will (slower kernels on CUDA)
     try:
         step_s = train_step_seconds(cfg, device, steps, batch)
-        image_s = eval_image_seconds(cfg, device)
+        image_s = eval_image_seconds(cfg, device, steps)
     finally:
         torch.use_deterministic_algorithms(previous)
     out = {"device": str(device), "train_step_s": step_s, "batch": batch or cfg.train.batch_per_gpu,
