@@ -89,22 +89,22 @@ def rows_of(area: AreaRows, idx: np.ndarray) -> np.ndarray:
 
 def precision_recall(area: AreaRows, rows: np.ndarray, npig: int, rec_thrs: np.ndarray):
     """pycocotools' accumulate for one area range: precision (T, R) and recall (T,), -1 where undefined."""
-    t = area.tps.shape[0]
-    precision, recall = -np.ones((t, len(rec_thrs))), -np.ones(t)
+    t, nd = area.tps.shape[0], len(rows)
     if npig == 0:
-        return precision, recall
-    order = np.argsort(-area.scores[rows], kind="mergesort")   # mergesort: pycocotools' tie order
-    tp_sum = np.cumsum(area.tps[:, rows][:, order], axis=1).astype(float)
-    fp_sum = np.cumsum(area.fps[:, rows][:, order], axis=1).astype(float)
-    nd = len(rows)
+        return -np.ones((t, len(rec_thrs))), -np.ones(t)
+    if nd == 0:
+        return np.zeros((t, len(rec_thrs))), np.zeros(t)
+    ranked = rows[np.argsort(-area.scores[rows], kind="mergesort")]   # mergesort: pycocotools' tie order
+    tp_sum = np.cumsum(area.tps[:, ranked], axis=1).astype(float)
+    fp_sum = np.cumsum(area.fps[:, ranked], axis=1).astype(float)
     rc = tp_sum / npig
     pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
     pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]   # precision made monotone, as the loop does
-    for k in range(t):
-        recall[k] = rc[k, -1] if nd else 0
-        inds = np.searchsorted(rc[k], rec_thrs, side="left")
-        precision[k] = np.where(inds < nd, pr[k, np.minimum(inds, nd - 1)], 0.0) if nd else 0.0
-    return precision, recall
+    # All thresholds at once (a bootstrap calls this thousands of times): each recall row is sorted, so
+    # searchsorted finds pycocotools' first index at or past every recall threshold.
+    inds = np.stack([np.searchsorted(row, rec_thrs, side="left") for row in rc])
+    precision = np.where(inds < nd, np.take_along_axis(pr, np.minimum(inds, nd - 1), axis=1), 0.0)
+    return precision, rc[:, -1].copy()
 
 
 def stats_of(table: ImageTable, per_area: dict) -> np.ndarray:
