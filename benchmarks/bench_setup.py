@@ -57,10 +57,11 @@ def markdown(result: dict) -> str:
     lines += [f"| {r['variant']} | {r['seconds']} | {r['torch']} |" for r in result["variants"]]
     lines += ["", f"Budget (issue 26): about {result['budget_s']} s with a warm package cache.",
               f"pip configuration handed to uv: `{result['pip_config']}`.",
-              "Set-up is downloads and file copies, not vector kernels, so no AVX2 emulation factor applies; "
-              "the disk and network do differ: pip took 205 s on the real 2-core EPYC without AVX-512 "
-              "(issue 26) against pip-warm here, so expect about that ratio there.",
-              f"Machine: {result['machine']['cpu_model']}, {os.cpu_count()} cores, {result['date']}.",
+              "Set-up is downloads, file copies and compiling bytecode (Python, not vector kernels), so no "
+              "AVX2 emulation factor applies; the disk, network and core speed do differ between machines: "
+              "pip took 205 s on a real 2-core EPYC without AVX-512 (issue 26).",
+              f"Machine: {result['machine']['cpu_model']}, ISA {result['machine']['cpu_isa']}, "
+              f"{os.cpu_count()} cores, {result['date']}.",
               "", "Written by benchmarks/bench_setup.py."]
     return "\n".join(lines) + "\n"
 
