@@ -14,8 +14,9 @@ The budget is for a 2-core CPU without AVX-512 (benchmarks/cpu_kind.py): on such
 that time, measured; on an AVX-512 CPU it is the avx2-only variant's time x 2.38, the emulation's measured
 correction (issue 26: a real EPYC without AVX-512 took 2551 s of pytest where the avx2-only variant here took
 1072.5 s), and the report says which. `.ci/run` adds the .venv build, which the copies here skip (they link this
-checkout's .venv): the slowest uv variant of reports/benchmarks/setup_cpu.json (bench_setup.py). Outcomes and the slowest tests (40 in the
-JSON, 15 in the table) come from pytest's junit XML. Writes reports/benchmarks/suite_cpu.{json,md}.
+checkout's .venv): the slowest uv variant of reports/benchmarks/setup_cpu.json (bench_setup.py). Outcomes and
+the slowest tests (40 in the JSON, 15 in the table) come from pytest's junit XML. Writes
+reports/benchmarks/suite_cpu.{json,md}.
 """
 import argparse
 import datetime

@@ -18,7 +18,8 @@ pipeline's schedule on the pipeline's data and checks that tier S fails:
 The unplanted fine-tune is the pipeline's own (seed 0): tests/gates/test_gates.py checks that it passes tier S.
 The four fine-tunes run two at a time, each in a spawned process on one thread: training is compute-bound,
 and on a 2-core AVX2 EPYC a step took 1.40 s on 2 threads where two 1-thread processes took 2.37 s each
-(1.18x the throughput). There the module took 536 s, where one fine-tune after the other took 656 s.
+(1.18x the throughput). There the module took 536 s alone and 435 s in a suite run, where one fine-tune
+after the other had taken 656 s of a suite run.
 The eval-side plants (flip shift, rescoring, OKS-NMS, quarter-pixel step, crop offset) fail tier E instead:
 tests/gates/test_planted_eval_regressions.py.
 
@@ -68,8 +69,8 @@ def band_failures(rows) -> list:
 
 def fine_tune(workdir, data, overrides=None) -> dict:
     """The smoke pipeline's 256x192 fine-tune at the baseline's first seed on `data` (the pipeline's synthetic
-    set, copied rather than generated again for each plant), metrics as the evaluate stage would write them (the training's
-    last validation, which the smoke e2e test shows the evaluate stage gives to the last digit)."""
+    set, copied rather than generated again for each plant), metrics as the evaluate stage would write them
+    (the training's last validation, which the smoke e2e test shows the evaluate stage gives to the last digit)."""
     shutil.copytree(data, workdir / "data" / data.name)
     return smoke.run_smoke(0, workdir=workdir, names=[NAME], overrides=overrides)[NAME]
 
