@@ -1,11 +1,14 @@
 """Shared test fixtures."""
+import inspect
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 
 from repro import config
 
@@ -40,6 +43,55 @@ def fresh_copy(dest: Path) -> Path:
     git("add", "-A", cwd=dest)
     git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "fresh clone", cwd=dest)
     return dest
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook turns the marks into work units
+def pytest_collection_modifyitems(config, items):
+    """Tests that share one of our module- or session-scoped fixtures (the smoke pipeline, a trained run, a
+    started cluster) get one xdist_group: under `--dist loadgroup` (scripts/test.sh) they run on one worker,
+    so the fixture is built once, not once per worker. Tests that share none are spread one by one."""
+    parent = {}
+
+    def root(key):
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    for item in items:
+        keys = [shared_fixture(item, name) for name in item.fixturenames]
+        keys = [k for k in keys if k]
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+        item.stash[SHARED_KEYS] = keys
+    for item in items:
+        if item.stash[SHARED_KEYS]:
+            group = root(item.stash[SHARED_KEYS][0])
+            item.add_marker(pytest.mark.xdist_group(group))
+            # (config.option.loadgroup: set in xdist's workers under --dist loadgroup)
+            if getattr(config.option, "loadgroup", False) and not item.nodeid.endswith(f"@{group}"):
+                # xdist 3.8.0 tells its scheduler the group by setting item._nodeid, which pytest 9.2 no longer
+                # reads (pytest-xdist#1386: loadgroup then silently spreads a group over all workers); set the
+                # id pytest 9.2 does read, as xdist meant to.
+                item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+SHARED_KEYS = pytest.StashKey[list]()
+
+
+def shared_fixture(item, name: str) -> str | None:
+    """"where::name" for a fixture of this project's (its code under the root, not an installed package's) that
+    outlives one test, None otherwise. pytest has no public way to read a fixture's scope; its FixtureDef (the
+    last one overrides) carries it."""
+    defs = item._fixtureinfo.name2fixturedefs.get(name)
+    if not defs or defs[-1].scope == "function":
+        return None
+    fixture = defs[-1]
+    source = Path(inspect.getsourcefile(fixture.func)).resolve()
+    if not source.is_relative_to(item.config.rootpath) or source.is_relative_to(Path(sys.prefix).resolve()):
+        return None   # pytest's own (tmp_path_factory) or a plugin's
+    # One instance per session (or package) where it is defined, one per module for a module-scoped one.
+    # No "@" in it: xdist appends "@group" to the test's id and splits it off at the last "@".
+    return f"{item.module.__name__ if fixture.scope in ('module', 'class') else fixture.baseid or '.'}::{name}"
 
 
 HANG_GUARD_S = 3600   # only stops a hung run; the expected time is in reports/benchmarks/pipeline_cpu.md
