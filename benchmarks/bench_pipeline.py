@@ -14,7 +14,7 @@ The budget is for a 2-core CPU without AVX-512 (benchmarks/cpu_kind.py): on such
 is that time, measured; on an AVX-512 CPU it is the avx2-fp32 variant's time x 2.35, the emulation's measured
 correction (issue 26: the emulation said 370 s where a real EPYC without AVX-512 took 870 s), and the report
 says which. That factor belongs to the machine it was measured on; `--anchor` also runs the commit the real CPU
-timed (cpu_kind.ANCHOR_COMMIT) beside this one and scales the real 870 s by their ratio, which holds on any
+timed (cpu_kind.ANCHORS["pipeline"]) beside this one and scales the real 870 s by their ratio, which holds on any
 AVX-512 machine. The smoke training step (batch 16, 256x192, forward + backward + Adam) is timed in each variant.
 Each variant also reports `repro plan`'s estimate beside the measured time of every stage (comparison.json).
 Writes reports/benchmarks/pipeline_cpu.{json,md}.
@@ -40,6 +40,7 @@ from repro import atomic, config, machine  # noqa: E402
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
 VARIANTS = {"native": ({}, None), "fp32": ({}, "none"), "avx2-fp32": (AVX2_ENV, "none")}
 BUDGET_S = {"native bf16": 360, "no native bf16 (fp32)": 600}   # issue 10: scripts/repro.sh on 2 cores
+ANCHOR = cpu_kind.ANCHORS["pipeline"][0]   # the commit the real CPU timed
 
 
 def fresh_copy(dest: Path) -> Path:
@@ -55,12 +56,15 @@ def fresh_copy(dest: Path) -> Path:
     return dest
 
 
-def revision_copy(rev: str, dest: Path) -> Path:
-    """The tree of git revision `rev` (a clone's files at that commit) with this checkout's .venv linked in."""
+def revision_copy(rev: str, dest: Path, link_venv: bool = True) -> Path:
+    """The tree of git revision `rev` (a clone's files at that commit) with this checkout's .venv linked in, or
+    with none (`link_venv` False: where `rev` pins other packages, its scripts/env.sh would reinstall the shared
+    one)."""
     dest.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    (dest / ".venv").symlink_to(REPO / ".venv")
+    if link_venv:
+        (dest / ".venv").symlink_to(REPO / ".venv")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 
@@ -161,14 +165,14 @@ def main(argv=None) -> None:
     default = list(VARIANTS) if cpu_kind.has_avx512() else ["native"]
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=default)
     parser.add_argument("--anchor", action="store_true",
-                        help=f"also run avx2-fp32 at {cpu_kind.ANCHOR_COMMIT}, the commit a real AVX2 CPU timed, "
+                        help=f"also run avx2-fp32 at {ANCHOR}, the commit a real AVX2 CPU timed, "
                              "and estimate that CPU's time from the ratio (AVX-512 machines)")
     parser.add_argument("--out", default=str(REPO / "reports/benchmarks/pipeline_cpu"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
         variants = [run_variant(v, Path(scratch)) for v in args.variants]
         if args.anchor:
-            variants.append(run_variant("avx2-fp32", Path(scratch), cpu_kind.ANCHOR_COMMIT))
+            variants.append(run_variant("avx2-fp32", Path(scratch), ANCHOR))
     by = {v["variant"]: v for v in variants}
     # the budget's CPU kind: measured where this CPU is that kind, else emulated x the measured correction,
     # or x the ratio to the anchor commit run beside it
@@ -176,7 +180,7 @@ def main(argv=None) -> None:
     emulated = by["avx2-fp32"]["first_run_s"] if "avx2-fp32" in by else None
     estimates = {"2-core CPU without AVX-512, first run": cpu_kind.avx2_time(
         "pipeline", by[args.variants[0]]["first_run_s"], emulated, avx512)}
-    anchor = by.get(f"avx2-fp32@{cpu_kind.ANCHOR_COMMIT}")
+    anchor = by.get(f"avx2-fp32@{ANCHOR}")
     if anchor and emulated:
         estimates["2-core CPU without AVX-512, first run, from the anchor"] = cpu_kind.anchored_time(
             "pipeline", emulated, anchor["first_run_s"])

@@ -15,20 +15,23 @@ from pathlib import Path
 # (real 2-core EPYC without AVX-512 s, AVX2-capped emulation here s): scripts/repro.sh's pipeline, pytest
 MEASURED = {"pipeline": (870.0, 369.7), "suite": (2551.0, 1072.5)}
 CORRECTION = {what: round(real / emulated, 2) for what, (real, emulated) in MEASURED.items()}   # 2.35, 2.38
-# The commit whose pipeline the real CPU timed (its emulated 369.7 s is reports/benchmarks/pipeline_cpu.json at
-# that commit). The correction holds for the AVX-512 machine it was measured against; on another one (an Intel
-# Xeon emulated the same commit 1.4x slower) the factor would be wrong. Running this commit's pipeline beside the
-# current one on the same machine gives a ratio that needs no such factor: real s x (emulated now / emulated then).
-ANCHOR_COMMIT = "784fed2"
+# Each time's anchor: a commit a real 2-core EPYC without AVX-512 timed directly, and that time. The correction
+# above holds only for the AVX-512 machine it was measured against (an Intel Xeon emulated the pipeline's commit
+# 1.4x slower). Running the anchor commit beside the current code, both AVX2-capped on the same machine, gives a
+# ratio that needs no such factor: real s x (emulated now / emulated anchor).
+# - pipeline: 784fed2, the commit whose 870 s issue 26 reports (its emulated 369.7 s is pipeline_cpu.json there);
+# - suite: dd0c3ec, the slower of the two `scripts/test.sh` runs on the real EPYC (2258.3 s and 2404.7 s, 770
+#   passed; reports/benchmarks/suite_cpu.json at dd0c3ec holds the first).
+ANCHORS = {"pipeline": ("784fed2", 870.0), "suite": ("dd0c3ec", 2404.7)}
 
 
 def anchored_time(what: str, emulated_now_s: float, emulated_anchor_s: float) -> dict:
     """The budget time for `what` on a CPU without AVX-512 from two AVX2-capped runs on this machine, the current
-    code's and ANCHOR_COMMIT's: the real CPU's time of the anchor x (now / anchor)."""
-    real = MEASURED[what][0]
+    code's and its anchor commit's: the real CPU's time of the anchor x (now / anchor)."""
+    commit, real = ANCHORS[what]
     ratio = emulated_now_s / emulated_anchor_s
-    return {"basis": f"{real} s measured on a real 2-core EPYC without AVX-512 at {ANCHOR_COMMIT}, x the ratio of "
-                     f"the AVX2-capped runs of this code and of {ANCHOR_COMMIT} side by side on this machine "
+    return {"basis": f"{real} s measured on a real 2-core EPYC without AVX-512 at {commit}, x the ratio of "
+                     f"the AVX2-capped runs of this code and of {commit} side by side on this machine "
                      f"({round(emulated_now_s, 1)} / {round(emulated_anchor_s, 1)} s = {ratio:.3f})",
             "emulated_s": round(emulated_now_s, 1), "anchor_emulated_s": round(emulated_anchor_s, 1),
             "ratio": round(ratio, 3), "seconds": round(real * ratio, 1)}

@@ -30,6 +30,7 @@ def test_the_corrections_are_the_measured_ratios():
 
 
 def test_the_anchored_estimate_scales_the_real_time_by_the_ratio_measured_side_by_side():
-    out = cpu_kind.anchored_time("pipeline", 260.0, 520.0)
-    assert out["seconds"] == cpu_kind.MEASURED["pipeline"][0] / 2 and out["ratio"] == 0.5
-    assert cpu_kind.ANCHOR_COMMIT in out["basis"]
+    for what in ("pipeline", "suite"):
+        commit, real = cpu_kind.ANCHORS[what]
+        out = cpu_kind.anchored_time(what, 260.0, 520.0)
+        assert out["seconds"] == round(real / 2, 1) and out["ratio"] == 0.5 and commit in out["basis"]
