@@ -79,7 +79,7 @@ SHARED_KEYS = pytest.StashKey[list]()
 
 
 def shared_fixture(item, name: str) -> str | None:
-    """"where::name" for a fixture of this project's (its code under the root, not an installed package's) that
+    """"where:name" for a fixture of this project's (its code under the root, not an installed package's) that
     outlives one test, None otherwise. pytest has no public way to read a fixture's scope; its FixtureDef (the
     last one overrides) carries it."""
     defs = item._fixtureinfo.name2fixturedefs.get(name)
@@ -90,8 +90,9 @@ def shared_fixture(item, name: str) -> str | None:
     if not source.is_relative_to(item.config.rootpath) or source.is_relative_to(Path(sys.prefix).resolve()):
         return None   # pytest's own (tmp_path_factory) or a plugin's
     # One instance per session (or package) where it is defined, one per module for a module-scoped one.
-    # No "@" in it: xdist appends "@group" to the test's id and splits it off at the last "@".
-    return f"{item.module.__name__ if fixture.scope in ('module', 'class') else fixture.baseid or '.'}::{name}"
+    # No "@" in it (xdist appends "@group" to the test's id and splits it off at the last "@"), nor "::" (that
+    # would read as one more level of the id in reports).
+    return f"{item.module.__name__ if fixture.scope in ('module', 'class') else fixture.baseid or '.'}:{name}"
 
 
 HANG_GUARD_S = 3600   # only stops a hung run; the expected time is in reports/benchmarks/pipeline_cpu.md

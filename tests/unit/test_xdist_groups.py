@@ -58,7 +58,7 @@ def test_only_tests_that_share_a_fixture_of_ours_are_grouped(inner):
                                           "def test_c(tmp_path_factory): pass\n")
     items, _ = pytester.inline_genitems("-p", "no:cacheprovider")
     groups = {item.name: [m.args[0] for m in item.iter_markers("xdist_group")] for item in items}
-    assert {groups[f"test_uses_the_session_fixture[{i}]"][0] for i in range(6)} == {".::expensive"}
-    assert groups["test_a"] == groups["test_b"] == ["test_module_scope::per_module"]
+    assert {groups[f"test_uses_the_session_fixture[{i}]"][0] for i in range(6)} == {".:expensive"}
+    assert groups["test_a"] == groups["test_b"] == ["test_module_scope:per_module"]
     # a builtin session fixture (tmp_path_factory) and no fixture at all: spread one by one
     assert groups["test_c"] == [] and all(groups[f"test_independent[{i}]"] == [] for i in range(6))
