@@ -16,10 +16,10 @@ that time, measured; on an AVX-512 CPU it is the avx2-only variant's time x 2.38
 correction (issue 26: a real EPYC without AVX-512 took 2551 s of pytest where the avx2-only variant here took
 1072.5 s), and the report says which. That factor belongs to the machine it was measured on; `--anchor` also
 runs the avx2-only variant at the commit the real CPU timed last (cpu_kind.ANCHORS["suite"]) and scales that
-real time by the ratio of the two runs, which holds on any AVX-512 machine. `.ci/run` adds the .venv build, which the copies here skip (they link this
-checkout's .venv): the slowest uv variant of reports/benchmarks/setup_cpu.json (bench_setup.py). Outcomes and
-the slowest tests (40 in the JSON, 15 in the table) come from pytest's junit XML. Writes
-reports/benchmarks/suite_cpu.{json,md}.
+real time by the ratio of the two runs, which holds on any AVX-512 machine. `.ci/run` adds the .venv build,
+which the copies here skip (they link this checkout's .venv): the slowest uv variant of
+reports/benchmarks/setup_cpu.json (bench_setup.py). Outcomes and the slowest tests (40 in the JSON, 15 in the
+table) come from pytest's junit XML. Writes reports/benchmarks/suite_cpu.{json,md}.
 """
 import argparse
 import datetime
@@ -120,7 +120,7 @@ def run_variant(variant: str, scratch: Path, rev: str | None = None) -> dict:
                           env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     counts, slowest, others = outcomes(junit)
-    return {"variant": variant if rev is None else f"{variant}@{rev}", "env": AVX2_ENV if variant == "avx2-only" else {},
+    return {"variant": where.name, "env": AVX2_ENV if variant == "avx2-only" else {},
             "native_bf16, cpu_isa": probe.stdout.split(), "step_s": round(float(step.stdout.split()[-1]), 3),
             "suite_s": round(seconds, 1), "exit_code": done.returncode, "outcomes": counts,
             "summary": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:],
