@@ -176,12 +176,12 @@ def main(argv=None) -> None:
     anchor = by.get(f"avx2-only@{ANCHOR}")
     if anchor and emulated:
         # the anchor measures this machine's own correction; the fixed factor was measured on another one
-        factor = cpu_kind.ANCHORS["suite"][1] / anchor["suite_s"]
+        real = cpu_kind.ANCHORS["suite"][1]
         for value in estimates.values():
             if "factor" in value:
                 value["basis"] += (f"; superseded by the anchor's estimate below: on this machine the emulation's "
-                                   f"correction is {cpu_kind.ANCHORS['suite'][1]} / {anchor['suite_s']} s = "
-                                   f"{factor:.2f}, not {value['factor']}")
+                                   f"correction is {real} / {anchor['suite_s']} s = {real / anchor['suite_s']:.2f}, "
+                                   f"not {value['factor']}")
         suite = cpu_kind.anchored_time("suite", emulated, anchor["suite_s"])
         estimates["2-core CPU without AVX-512, suite, from the anchor"] = suite
         estimates["2-core CPU without AVX-512, .ci/run (suite + .venv build), from the anchor"] = dict(

@@ -57,25 +57,22 @@ def pytest_collection_modifyitems(config, items):
             key = parent[key]
         return key
 
+    sharing = []   # (item, the key of one of its shared fixtures)
     for item in items:
-        keys = [shared_fixture(item, name) for name in item.fixturenames]
-        keys = [k for k in keys if k]
+        keys = [k for k in (shared_fixture(item, name) for name in item.fixturenames) if k]
         for key in keys[1:]:
             parent[root(key)] = root(keys[0])
-        item.stash[SHARED_KEYS] = keys
-    for item in items:
-        if item.stash[SHARED_KEYS]:
-            group = root(item.stash[SHARED_KEYS][0])
-            item.add_marker(pytest.mark.xdist_group(group))
-            # (config.option.loadgroup: set in xdist's workers under --dist loadgroup)
-            if getattr(config.option, "loadgroup", False) and not item.nodeid.endswith(f"@{group}"):
-                # xdist 3.8.0 tells its scheduler the group by setting item._nodeid, which pytest 9.2 no longer
-                # reads (pytest-xdist#1386: loadgroup then silently spreads a group over all workers); set the
-                # id pytest 9.2 does read, as xdist meant to.
-                item._id = NodeId.parse(f"{item.nodeid}@{group}")
-
-
-SHARED_KEYS = pytest.StashKey[list]()
+        if keys:
+            sharing.append((item, keys[0]))
+    for item, key in sharing:
+        group = root(key)
+        item.add_marker(pytest.mark.xdist_group(group))
+        # (config.option.loadgroup: set in xdist's workers under --dist loadgroup)
+        if getattr(config.option, "loadgroup", False) and not item.nodeid.endswith(f"@{group}"):
+            # xdist 3.8.0 tells its scheduler the group by setting item._nodeid, which pytest 9.2 no longer
+            # reads (pytest-xdist#1386: loadgroup then silently spreads a group over all workers); set the
+            # id pytest 9.2 does read, as xdist meant to.
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 def shared_fixture(item, name: str) -> str | None:
