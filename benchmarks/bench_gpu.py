@@ -4,13 +4,17 @@
     .venv/bin/python benchmarks/bench_gpu.py --epochs 2 --out /tmp/b   # quick check
 
 Loader (every machine): training items of the real COCO sample at 256x192, faithful decode, batch 16, for 1..N
-workers (N: the cores of this process's affinity), today's loader and the new one side by side in one run:
+workers (N: the cores of this process's affinity), today's loader and the new one alternated --rounds times,
+each setting in a fresh process (so that neither OpenCV's thread count nor the heap setting of one reaches the
+next); medians:
   - before: float32 crops normalised in the workers, OpenCV at its default threads, workers re-created per epoch
     (the loader as it was before issue 23, rebuilt here);
-  - after: repro.data.loader (uint8 crops normalised after the loader, one-thread OpenCV, persistent workers);
+  - after: repro.data.loader (uint8 crops normalised after the loader, one-thread OpenCV, persistent workers,
+    freed memory kept mapped);
   - the ceiling: JPEG decode alone (cv2.imdecode of the same images) in this process, one thread.
-Samples/s per worker core = samples/s / workers. The workers one GPU of each kind would need = its derived
-training samples/s (repro/throughput.yaml) / the after-loader's samples/s per worker.
+Two per-core figures: samples/s / workers, and samples per CPU-second of all the loader's processes (the one
+that counts the old workers' OpenCV threads). The workers one GPU of each kind would need = its derived
+training samples/s (repro/throughput.yaml) / the after-loader's samples per CPU-second with one worker.
 
 CUDA only (skipped, and said so in the report, without a GPU): the train step (forward, backward, Adam) of the
 full CPM at both sizes in fp32 (TF32 off), TF32, bf16, each also with channels_last and torch.compile; peak
@@ -19,9 +23,13 @@ the device's dense peak given with --peak-tflops.
 """
 import argparse
 import datetime
+import gc
 import json
 import os
 import platform
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,13 +55,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--coco-dir", default=str(REPO.parent / "shared" / "coco_sample"))
     p.add_argument("--epochs", type=int, default=3, help="timed passes per loader setting")
-    p.add_argument("--repeat", type=int, default=8, help="items per epoch = sample instances x this")
+    p.add_argument("--repeat", type=int, default=40, help="items per epoch = sample instances x this")
+    p.add_argument("--rounds", type=int, default=3, help="old and new loader alternated this often; medians")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--max-workers", type=int, default=None, help="default: the cores of this process")
     p.add_argument("--steps", type=int, default=20, help="CUDA: timed train steps per setting")
     p.add_argument("--peak-tflops", type=json.loads, default=None,
                    help='CUDA: dense peaks for the utilisation, e.g. {"fp32": 67, "tf32": 494.7, "bf16": 989.4}')
     p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
+    p.add_argument("--measure", choices=("old", "new"), help=argparse.SUPPRESS)   # one setting, in a child
+    p.add_argument("--workers", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -75,51 +86,96 @@ def _old_seed_worker(worker_id):   # the former worker_init_fn: seeds only, Open
     np.random.seed(seed)
 
 
-def time_loader(ds, workers: int, epochs: int, batch: int, new: bool) -> float:
-    """Samples/s over `epochs` passes, the first (workers starting) included as a training run would pay it."""
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of its children that have been reaped (the loader's finished workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def training_items(args, uint8: bool) -> Repeated:
+    root = Path(args.coco_dir)
+    cfg = load(REPO / "params.yaml", "256x192", "full")
+    return Repeated(TopDownCocoDataset(root / "test_coco.json", root, cfg.codec, cfg.augment, is_training=True,
+                                       uint8_images=uint8), args.repeat)
+
+
+def time_loader(args, workers: int, new: bool) -> dict:
+    """One loader setting, run in a fresh process (`--measure`): samples/s of wall time, and samples per
+    CPU-second of all the loader's processes (this one, which normalises the new path's crops as the device
+    would, and its workers, with their OpenCV threads). Workers start inside the timed span, as a training run
+    pays them: once for the new loader, every epoch for the old one."""
+    # One thread: torch's two-thread normalisation waited for a core the workers held, and its spinning cost
+    # 1.4 ms of CPU per sample (measured), where on a GPU node the device does it.
+    torch.set_num_threads(1)
+    ds = training_items(args, uint8=new)
+    cpu, start, n = _cpu_seconds(), time.perf_counter(), 0
     if new:
-        dl = DataLoader(ds, batch_size=batch, **loader.loader_options(workers, True, 2, "cpu"))
+        dl = DataLoader(ds, batch_size=args.batch, **loader.loader_options(workers, True, 2, "cpu"))
     else:
-        dl = DataLoader(ds, batch_size=batch, num_workers=workers, worker_init_fn=_old_seed_worker)
-    n, start = 0, time.perf_counter()
-    for epoch in range(epochs):
+        dl = DataLoader(ds, batch_size=args.batch, num_workers=workers, worker_init_fn=_old_seed_worker)
+    for epoch in range(args.epochs):
         ds.ds.set_epoch(epoch)
         for b in dl:
             normalize_images(b["img"])   # the device's share of the new path, here on the CPU
             n += len(b["img"])
-    return n / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    del dl, b   # shuts the persistent workers down and reaps them, so that their CPU time is counted
+    gc.collect()
+    main_cpu, workers_cpu = (b - a for a, b in zip(cpu, _cpu_seconds()))
+    return {"samples_s": n / wall, "samples_per_cpu_s": n / (main_cpu + workers_cpu),
+            "main_cpu_ms_per_sample": 1e3 * main_cpu / n, "workers_cpu_ms_per_sample": 1e3 * workers_cpu / n}
+
+
+def measure_in_fresh_process(args, workers: int, new: bool) -> dict:
+    """`time_loader` in a new interpreter: the new loader sets this process's OpenCV to one thread, which a
+    later old loader's forked workers would inherit."""
+    cmd = [sys.executable, __file__, "--measure", "new" if new else "old", "--workers", str(workers),
+           "--coco-dir", args.coco_dir, "--epochs", str(args.epochs), "--repeat", str(args.repeat),
+           "--batch", str(args.batch)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise SystemExit(f"bench_gpu: {' '.join(cmd[2:])} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def decode_ceiling(ds, seconds: float = 3.0) -> float:
-    """JPEG decodes/s of the sample's images in this process on one thread: no loader can beat it per core."""
+    """JPEG decodes per CPU-second of the sample's images in this process on one thread: no loader can beat
+    it per core."""
     cv2.setNumThreads(1)
     blobs = [np.fromfile(ds.image_path(i), np.uint8) for i in range(len(ds))]
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    n, start = 0, time.process_time()
+    while time.process_time() - start < seconds:
         cv2.imdecode(blobs[n % len(blobs)], cv2.IMREAD_COLOR)
         n += 1
-    return n / (time.perf_counter() - start)
+    return n / (time.process_time() - start)
 
 
 def loader_part(args) -> dict:
-    root = Path(args.coco_dir)
-    cfg = load(REPO / "params.yaml", "256x192", "full")
-    make = lambda uint8: Repeated(TopDownCocoDataset(root / "test_coco.json", root, cfg.codec, cfg.augment,   # noqa: E731
-                                                     is_training=True, uint8_images=uint8), args.repeat)
+    """Old and new loader for 1..N workers, `--rounds` times in alternation; the medians of each."""
     cores = loader.available_cores()
     rows = []
     for w in range(1, (args.max_workers or cores) + 1):
-        before = time_loader(make(False), w, args.epochs, args.batch, new=False)   # before: parent cv2 untouched
-        after = time_loader(make(True), w, args.epochs, args.batch, new=True)
-        rows.append({"workers": w, "before_s": round(before, 2), "after_s": round(after, 2),
-                     "before_per_core": round(before / w, 2), "after_per_core": round(after / w, 2),
-                     "ratio": round(after / before, 3)})
-    ceiling = decode_ceiling(make(False).ds)
-    per_worker = rows[0]["after_per_core"]
-    need = {gpu: {"256x192": round(row["train"]["256x192"] / per_worker, 1)}   # the size the loader ran at
+        runs = {"before": [], "after": []}
+        for _ in range(args.rounds):
+            runs["before"].append(measure_in_fresh_process(args, w, new=False))
+            runs["after"].append(measure_in_fresh_process(args, w, new=True))
+        med = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
+        rows.append({"workers": w,
+                     "before_s": round(med["before"]["samples_s"], 1), "after_s": round(med["after"]["samples_s"], 1),
+                     "before_per_worker": round(med["before"]["samples_s"] / w, 1),
+                     "after_per_worker": round(med["after"]["samples_s"] / w, 1),
+                     "ratio_per_worker": round(med["after"]["samples_s"] / med["before"]["samples_s"], 3),
+                     "before_per_cpu_s": round(med["before"]["samples_per_cpu_s"], 1),
+                     "after_per_cpu_s": round(med["after"]["samples_per_cpu_s"], 1),
+                     "ratio_per_cpu_s": round(med["after"]["samples_per_cpu_s"] / med["before"]["samples_per_cpu_s"], 3),
+                     "runs": runs})
+    ceiling = decode_ceiling(training_items(args, uint8=False).ds)
+    per_core = rows[0]["after_per_cpu_s"]   # what one busy core delivers, the process's share included
+    need = {gpu: {"256x192": round(row["train"]["256x192"] / per_core, 1)}   # the size the loader ran at
             for gpu, row in read_table()["devices"].items() if gpu.startswith(("v100", "a100", "h100"))}
-    return {"rows": rows, "decode_ceiling_per_core": round(ceiling, 2), "workers_needed": need, "cores": cores,
-            "items_per_epoch": len(make(False)), "batch": args.batch, "epochs": args.epochs}
+    return {"rows": rows, "decode_ceiling_per_core": round(ceiling, 1), "workers_needed": need, "cores": cores,
+            "items_per_epoch": len(training_items(args, uint8=False)), "batch": args.batch, "epochs": args.epochs,
+            "rounds": args.rounds}
 
 
 def cuda_part(args) -> dict:
@@ -185,15 +241,21 @@ def render(result: dict) -> str:
     L.append(f"# Loader and GPU benchmark ({result['device']})\n")
     L.append(f"{result['host']}; {result['when']}. {ld['items_per_epoch']} training items per epoch (the COCO "
              f"sample's 12 instances x {ld['items_per_epoch'] // 12}), 256x192, faithful decode, batch {ld['batch']}, "
-             f"{ld['epochs']} epochs per setting, worker start-up included. {result['note']}\n")
-    L.append("| workers | before samples/s | after samples/s | before /core | after /core | after / before |")
-    L.append("|---|---|---|---|---|---|")
+             f"{ld['epochs']} epochs per setting, worker start-up included; each setting in a fresh process, old "
+             f"and new alternated {ld['rounds']} times, medians. {result['note']}\n")
+    L.append("Per worker = samples/s / workers (the old workers' OpenCV also runs threads on idle cores). "
+             "Per CPU-second = samples / CPU time of all the loader's processes (workers, their threads, and the "
+             "training process, which normalises the new loader's uint8 crops here as the device would): what "
+             "a core delivers when every core is busy, as on a GPU node.\n")
+    L.append("| workers | before samples/s | after samples/s | after / before | before per CPU-s | "
+             "after per CPU-s | after / before per CPU-s |")
+    L.append("|---|---|---|---|---|---|---|")
     for r in ld["rows"]:
-        L.append(f"| {r['workers']} | {r['before_s']} | {r['after_s']} | {r['before_per_core']} | "
-                 f"{r['after_per_core']} | {r['ratio']} |")
-    L.append(f"\nCeiling, JPEG decode alone in one thread: {ld['decode_ceiling_per_core']} images/s per core.\n")
+        L.append(f"| {r['workers']} | {r['before_s']} | {r['after_s']} | {r['ratio_per_worker']} | "
+                 f"{r['before_per_cpu_s']} | {r['after_per_cpu_s']} | {r['ratio_per_cpu_s']} |")
+    L.append(f"\nCeiling, JPEG decode alone in one thread: {ld['decode_ceiling_per_core']} images per CPU-second.\n")
     L.append("Workers one GPU would need (its derived training samples/s in repro/throughput.yaml / the new "
-             "loader's samples/s with 1 worker; each worker takes one core):\n")
+             "loader's samples per CPU-second with 1 worker; each worker takes one core):\n")
     L.append("| GPU row | workers at 256x192 |")
     L.append("|---|---|")
     for gpu, need in ld["workers_needed"].items():
@@ -216,6 +278,9 @@ def render(result: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.measure:
+        print(json.dumps(time_loader(args, args.workers, new=args.measure == "new")))
+        return
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name().lower().replace(" ", "-") if cuda else "cpu"
     result = {"device": device, "host": f"{platform.machine()}, {loader.available_cores()} cores, cv2 {cv2.__version__}",

@@ -7,7 +7,9 @@
 Crops leave the workers as uint8 (3·H·W bytes instead of 12·H·W) and are normalised on the device
 (repro.data.transforms.normalize_images). Each worker runs OpenCV and torch on one thread: N workers per
 process already use the cores, and OpenCV's default (one thread per core, in every worker) oversubscribes them.
+Workers also keep freed memory on their heap (`keep_freed_memory`).
 """
+import ctypes
 import logging
 import os
 import random
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 
 MAX_AUTO_WORKERS = 16   # beyond this a worker's share of the prefetch memory outgrows its gain
 SHM_PATH = "/dev/shm"   # where torch's worker processes put the tensors they hand over
+# glibc mallopt parameters (malloc.h) and the values a worker sets: buffers up to an image of 16 MiB (2560x2048
+# RGB) come from the heap, and up to 32 MiB of freed heap stays mapped.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES = 16 << 20, 32 << 20
 
 
 class LoaderError(ReproError, ValueError):
@@ -57,13 +63,31 @@ def resolve_num_workers(value, local_processes: int, cores: int | None = None, c
     return max(1, min(cap, cores // max(1, local_processes) - 1))
 
 
+def keep_freed_memory() -> bool:
+    """Keep this process's freed image buffers mapped instead of handing them back to the kernel (glibc only;
+    False elsewhere, and nothing changes).
+
+    Why: glibc's default returns the top of the heap to the kernel once over ~2x the largest buffer freed so
+    far, so every decoded image (0.9 MB for COCO) and its flipped copy land on fresh pages: about 350 page
+    faults per training item, which made an item 1.4x slower (3.6 ms against 2.6 ms on the real sample,
+    measured in one process on an AMD EPYC). The values in the buffers, and so every crop, are the same.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):   # not glibc (musl, macOS)
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
 def worker_init(worker_id: int) -> None:
-    """Seed numpy and random from torch's per-worker seed, and run OpenCV on one thread (torch's worker loop
-    already sets torch to one)."""
+    """Seed numpy and random from torch's per-worker seed, run OpenCV on one thread (torch's worker loop
+    already sets torch to one) and keep freed memory mapped."""
     seed = torch.initial_seed() % 2**32   # torch seeds each worker from the loader's generator
     np.random.seed(seed)
     random.seed(seed)
     cv2.setNumThreads(1)   # a no-op after a fork from loader_options' process; needed under spawn
+    keep_freed_memory()
 
 
 def loader_options(num_workers: int, persistent: bool, prefetch_factor: int, device_type: str) -> dict:

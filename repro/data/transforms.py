@@ -145,7 +145,7 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
         return images
     mean = torch.from_numpy(MEAN_RGB).to(images.device).view(1, 3, 1, 1)
     std = torch.from_numpy(STD_RGB).to(images.device).view(1, 3, 1, 1)
-    return (images.float() - mean) / std
+    return images.float().sub_(mean).div_(std)   # in place: one float buffer, not three
 
 
 def truncnorm(rng: np.random.Generator, size: int) -> np.ndarray:
