@@ -9,8 +9,8 @@ each setting in a fresh process (so that neither OpenCV's thread count nor the h
 next); medians:
   - before: float32 crops normalised in the workers, OpenCV at its default threads, workers re-created per epoch
     (the loader as it was before issue 23, rebuilt here);
-  - after: repro.data.loader (uint8 crops normalised after the loader, one-thread OpenCV, persistent workers,
-    freed memory kept mapped);
+  - after: repro.data.loader (uint8 crops normalised and targets encoded after the loader, one-thread OpenCV,
+    persistent workers, freed memory kept mapped);
   - the ceiling: JPEG decode alone (cv2.imdecode of the same images) in this process, one thread.
 Two per-core figures: samples/s / workers, and samples per CPU-second of all the loader's processes (the one
 that counts the old workers' OpenCV threads). The workers one GPU of each kind would need = its derived
@@ -45,6 +45,7 @@ from repro import atomic  # noqa: E402
 from repro.config import CPMConfig, load  # noqa: E402
 from repro.data import loader  # noqa: E402
 from repro.data.coco import TopDownCocoDataset  # noqa: E402
+from repro.codec import encode_targets  # noqa: E402
 from repro.data.transforms import normalize_images  # noqa: E402
 from repro.report.plan import read_table  # noqa: E402
 
@@ -92,22 +93,21 @@ def _cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def training_items(args, uint8: bool) -> Repeated:
+def training_items(args, for_device: bool) -> Repeated:
     root = Path(args.coco_dir)
     cfg = load(REPO / "params.yaml", "256x192", "full")
     return Repeated(TopDownCocoDataset(root / "test_coco.json", root, cfg.codec, cfg.augment, is_training=True,
-                                       uint8_images=uint8), args.repeat)
+                                       for_device=for_device), args.repeat)
 
 
 def time_loader(args, workers: int, new: bool) -> dict:
     """One loader setting, run in a fresh process (`--measure`): samples/s of wall time, and samples per
-    CPU-second of all the loader's processes (this one, which normalises the new path's crops as the device
-    would, and its workers, with their OpenCV threads). Workers start inside the timed span, as a training run
-    pays them: once for the new loader, every epoch for the old one."""
-    # One thread: torch's two-thread normalisation waited for a core the workers held, and its spinning cost
-    # 1.4 ms of CPU per sample (measured), where on a GPU node the device does it.
-    torch.set_num_threads(1)
-    ds = training_items(args, uint8=new)
+    CPU-second of all the loader's processes (this one, which only receives the batches, and its workers, with
+    their OpenCV threads). Workers start inside the timed span, as a training run pays them: once for the new
+    loader, every epoch for the old one. The new loader's device share (normalising its uint8 crops, encoding
+    its targets) runs on a GPU node's device, not on its cores: it is timed on its own, after the loader."""
+    torch.set_num_threads(1)   # the share below on one core, as the rest
+    ds = training_items(args, for_device=new)
     cpu, start, n = _cpu_seconds(), time.perf_counter(), 0
     if new:
         dl = DataLoader(ds, batch_size=args.batch, **loader.loader_options(workers, True, 2, "cpu"))
@@ -116,14 +116,20 @@ def time_loader(args, workers: int, new: bool) -> dict:
     for epoch in range(args.epochs):
         ds.ds.set_epoch(epoch)
         for b in dl:
-            normalize_images(b["img"])   # the device's share of the new path, here on the CPU
             n += len(b["img"])
     wall = time.perf_counter() - start
-    del dl, b   # shuts the persistent workers down and reaps them, so that their CPU time is counted
+    del dl   # shuts the persistent workers down and reaps them, so that their CPU time is counted
     gc.collect()
-    main_cpu, workers_cpu = (b - a for a, b in zip(cpu, _cpu_seconds()))
-    return {"samples_s": n / wall, "samples_per_cpu_s": n / (main_cpu + workers_cpu),
-            "main_cpu_ms_per_sample": 1e3 * main_cpu / n, "workers_cpu_ms_per_sample": 1e3 * workers_cpu / n}
+    main_cpu, workers_cpu = (after - before for before, after in zip(cpu, _cpu_seconds()))
+    out = {"samples_s": n / wall, "samples_per_cpu_s": n / (main_cpu + workers_cpu),
+           "main_cpu_ms_per_sample": 1e3 * main_cpu / n, "workers_cpu_ms_per_sample": 1e3 * workers_cpu / n}
+    if new:
+        share = time.process_time()
+        for _ in range(10):
+            normalize_images(b["img"])
+            encode_targets(b["keypoints"], b["visible"], ds.ds.codec)
+        out["device_share_cpu_ms_per_sample"] = 1e3 * (time.process_time() - share) / (10 * len(b["img"]))
+    return out
 
 
 def measure_in_fresh_process(args, workers: int, new: bool) -> dict:
@@ -168,13 +174,14 @@ def loader_part(args) -> dict:
                      "before_per_cpu_s": round(med["before"]["samples_per_cpu_s"], 1),
                      "after_per_cpu_s": round(med["after"]["samples_per_cpu_s"], 1),
                      "ratio_per_cpu_s": round(med["after"]["samples_per_cpu_s"] / med["before"]["samples_per_cpu_s"], 3),
+                     "device_share_cpu_ms": round(med["after"]["device_share_cpu_ms_per_sample"], 3),
                      "runs": runs})
-    ceiling = decode_ceiling(training_items(args, uint8=False).ds)
+    ceiling = decode_ceiling(training_items(args, for_device=False).ds)
     per_core = rows[0]["after_per_cpu_s"]   # what one busy core delivers, the process's share included
     need = {gpu: {"256x192": round(row["train"]["256x192"] / per_core, 1)}   # the size the loader ran at
             for gpu, row in read_table()["devices"].items() if gpu.startswith(("v100", "a100", "h100"))}
     return {"rows": rows, "decode_ceiling_per_core": round(ceiling, 1), "workers_needed": need, "cores": cores,
-            "items_per_epoch": len(training_items(args, uint8=False)), "batch": args.batch, "epochs": args.epochs,
+            "items_per_epoch": len(training_items(args, for_device=False)), "batch": args.batch, "epochs": args.epochs,
             "rounds": args.rounds}
 
 
@@ -245,8 +252,10 @@ def render(result: dict) -> str:
              f"and new alternated {ld['rounds']} times, medians. {result['note']}\n")
     L.append("Per worker = samples/s / workers (the old workers' OpenCV also runs threads on idle cores). "
              "Per CPU-second = samples / CPU time of all the loader's processes (workers, their threads, and the "
-             "training process, which normalises the new loader's uint8 crops here as the device would): what "
-             "a core delivers when every core is busy, as on a GPU node.\n")
+             "training process that receives the batches): what a core delivers when every core is busy, as on "
+             "a GPU node. The new loader leaves normalisation and target encoding to the device; on this CPU "
+             f"that share costs {ld['rows'][0]['device_share_cpu_ms']} ms per sample on one thread (timed apart, "
+             "not in the figures; on a GPU it is one elementwise kernel and one gather per batch).\n")
     L.append("| workers | before samples/s | after samples/s | after / before | before per CPU-s | "
              "after per CPU-s | after / before per CPU-s |")
     L.append("|---|---|---|---|---|---|---|")

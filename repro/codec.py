@@ -1,6 +1,7 @@
 """MSRA heatmap codec (mmpose `MSRAHeatmap`, unbiased=False): encode, decode, flip-back (spec §2.8, §4.1, §4.2).
 
-    heatmaps, weights = encode(keypoints_in, visible, cfg.codec)      # training targets
+    heatmaps, weights = encode(keypoints_in, visible, cfg.codec)      # training targets (numpy)
+    heatmaps, weights = encode_targets(kpts, vis, cfg.codec)          # the same, bit for bit, on kpts' device
     kpts_in, scores = decode(heatmaps, cfg.codec)                     # argmax + quarter-pixel step
     kpts_img = to_image(kpts_in, center, scale, cfg.codec.input_size) # back to image pixels
     heatmaps_flip = flip_back(model(x.flip(-1)))                      # flip test
@@ -60,6 +61,51 @@ def encode(keypoints: np.ndarray, visible: np.ndarray, cfg: CodecConfig) -> tupl
     gauss = np.exp(-d2 / np.float32(2 * sigma ** 2)).astype(np.float32)
     mask = in_y[..., :, None] & in_x[..., None, :] & on[..., None, None]
     return np.where(mask, gauss, np.float32(0)), weights
+
+
+def gaussian_patch(sigma: float) -> np.ndarray:
+    """The (6σ+1)² unnormalised Gaussian with peak 1 that mmpose pastes at each keypoint (spec §2.8), float32,
+    computed with the same numpy operations as `encode`'s values (that is what makes `encode_targets`, which
+    only places copies of it, bit-identical to `encode`)."""
+    size = int(np.ceil(6 * float(sigma) + 1))
+    g = np.arange(size) - float(size // 2)
+    d2 = (g[:, None] ** 2).astype(np.float32) + (g[None, :] ** 2).astype(np.float32)
+    return np.exp(-d2 / np.float32(2 * sigma ** 2)).astype(np.float32)
+
+
+def encode_targets(keypoints: torch.Tensor, visible: torch.Tensor, cfg: CodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`encode` on the keypoints' device: what loader workers leave to the GPU (they send 17 points, not 208 KB
+    of maps at 256x192). The window arithmetic is `encode`'s step for step (float32 division and rounding,
+    float64 window bounds); the values are copies of numpy's `gaussian_patch`, so the device's own exp never
+    enters and the maps equal `encode`'s bit for bit.
+
+    Args:
+        keypoints: (..., K, 2) input-crop pixels; visible: (..., K).
+
+    Returns:
+        heatmaps (..., K, H, W) float32, weights (..., K) float32, on the keypoints' device.
+    """
+    W, H = cfg.heatmap_size
+    dev = keypoints.device
+    radius = 3 * float(cfg.sigma)
+    patch = torch.from_numpy(gaussian_patch(cfg.sigma)).to(dev)
+    size = patch.shape[0]
+    kp = keypoints.to(torch.float32) / torch.from_numpy(_stride(cfg)).to(dev)
+    mu = (kp + 0.5).to(torch.int64)                                   # truncates toward zero, as numpy's astype
+    left_top = (mu.double() - radius).to(torch.int64)
+    right_bottom = (mu.double() + radius + 1).to(torch.int64)
+    vis = visible.to(torch.float32)
+    outside = ((left_top[..., 0] >= W) | (left_top[..., 1] >= H)
+               | (right_bottom[..., 0] < 0) | (right_bottom[..., 1] < 0))
+    on = (vis >= 0.5) & ~outside
+    weights = torch.where(outside, torch.zeros_like(vis), vis)
+    gx = torch.arange(W, device=dev) - left_top[..., 0, None]        # (..., K, W) patch column of each map column
+    gy = torch.arange(H, device=dev) - left_top[..., 1, None]
+    in_x = (gx >= 0) & (gx < torch.clamp(right_bottom[..., 0] - left_top[..., 0], max=size)[..., None])
+    in_y = (gy >= 0) & (gy < torch.clamp(right_bottom[..., 1] - left_top[..., 1], max=size)[..., None])
+    values = patch[gy.clamp(0, size - 1)[..., :, None], gx.clamp(0, size - 1)[..., None, :]]
+    mask = in_y[..., :, None] & in_x[..., None, :] & on[..., None, None]
+    return torch.where(mask, values, torch.zeros((), device=dev)), weights
 
 
 def _as_tensor(x) -> tuple[torch.Tensor, bool]:

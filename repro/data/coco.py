@@ -6,8 +6,10 @@
     val = TopDownCocoDataset(cfg.data.val_ann, cfg.data.val_images, cfg.codec, cfg.augment,
                              is_training=False, det_file=cfg.data.det_file)
 
-Training items: {"img" (3,H,W), "heatmaps" (K,h,w), "weights" (K,), "index"}. Evaluation items:
-{"img", "center" (2,), "scale" (2,) aspect-fixed, "bbox" (4,) xywh, "bbox_score", "image_id", "index"}.
+Training items: {"img" (3,H,W), "heatmaps" (K,h,w), "weights" (K,), "index"}; with for_device=True (what the
+training loader uses) {"img" uint8, "keypoints" (K,2) in crop pixels, "visible" (K,), "index"}, and the device
+makes the float image and the targets. Evaluation items: {"img", "center" (2,), "scale" (2,) aspect-fixed,
+"bbox" (4,) xywh, "bbox_score", "image_id", "index"}.
 Bad files raise DatasetError naming the file and the entry.
 """
 import json
@@ -167,14 +169,16 @@ def det_instances(det_file, images: list[dict], score_thr: float = 0.0) -> dict[
 
 def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """Decode an image with cv2 (BGR uint8, EXIF orientation applied); DatasetError if missing or corrupt."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: image not found")
-    data = np.fromfile(path, np.uint8)
-    raw = data.tobytes()
-    # cv2 decodes a truncated JPEG with only a warning; no end-of-image marker after the last scan means cut off.
-    if raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise DatasetError(f"{path}: image not found") from None
+    # cv2 decodes a truncated JPEG with only a warning; a scan after the last end-of-image marker means cut off.
+    # (Searched forward from that marker: a backward search for the scan marker read the whole file.)
+    if raw[:2] == b"\xff\xd8" and raw.find(b"\xff\xda", raw.rfind(b"\xff\xd9") + 1) != -1:
         raise DatasetError(f"{path}: corrupt image (truncated JPEG)")
-    img = cv2.imdecode(data, flags)
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
     if img is None:
         raise DatasetError(f"{path}: corrupt image (cv2 cannot decode it)")
     return img
@@ -222,13 +226,15 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             `skipped` of this process, logged) instead of raising.
         reduced_decode: decode JPEGs at 1/2 or 1/4 resolution when the crop shrinks the image by at least
             `reduced_min_ratio`·k (faster, not bit-identical; off by default = faithful).
-        uint8_images: "img" is the RGB uint8 crop (3, H, W), normalised later on the device
-            (transforms.normalize_images, bit-identical); default: the normalised float32 crop.
+        for_device: leave the device's share to the device, bit-identically: "img" is the RGB uint8 crop
+            (3, H, W) (normalised there by transforms.normalize_images), and training items carry the crop
+            keypoints and visibility instead of heatmaps and weights (codec.encode_targets). Default: the
+            normalised float32 crop, and the targets encoded here.
     """
 
     def __init__(self, ann_file, image_dir, codec: CodecConfig, augment: AugmentConfig, *, is_training: bool,
                  det_file=None, det_score_thr: float = 0.0, seed: int = 0, skip_corrupt: bool = False,
-                 reduced_decode: bool = False, reduced_min_ratio: float = 2.0, uint8_images: bool = False):
+                 reduced_decode: bool = False, reduced_min_ratio: float = 2.0, for_device: bool = False):
         if is_training and det_file is not None:
             raise ValueError("det_file is for evaluation only; training uses GT boxes")
         self.image_dir = Path(image_dir)
@@ -236,7 +242,7 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
         self.seed = seed
         # In shared memory, so that persistent loader workers (copies of this object) see set_epoch.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.uint8_images = uint8_images
+        self.for_device = for_device
         self.decodes, self._last_image = 0, None
         self.skip_corrupt, self.skipped = skip_corrupt and is_training, 0
         self.reduced_decode, self.reduced_min_ratio = reduced_decode, reduced_min_ratio
@@ -304,9 +310,13 @@ class TopDownCocoDataset(torch.utils.data.Dataset):
             img = self._decoded(index)
             geom = self.geometry(index, img.shape[1])   # mirror about the decoded width, as mmpose does
             patch, m = crop(img, geom, self.codec)
-        pixels = to_uint8_tensor(patch) if self.uint8_images else to_tensor(patch)
+        pixels = to_uint8_tensor(patch) if self.for_device else to_tensor(patch)
         if self.is_training:
-            heatmaps, weights = encode(transform_points(geom.keypoints, m), geom.visible, self.codec)
+            keypoints = transform_points(geom.keypoints, m)
+            if self.for_device:
+                return {"img": pixels, "keypoints": torch.from_numpy(keypoints),
+                        "visible": torch.from_numpy(np.asarray(geom.visible, np.float32)), "index": index}
+            heatmaps, weights = encode(keypoints, geom.visible, self.codec)
             return {"img": pixels, "heatmaps": torch.from_numpy(heatmaps),
                     "weights": torch.from_numpy(weights), "index": index}
         x1, y1, x2, y2 = self.instances["bbox"][index]

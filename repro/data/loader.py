@@ -103,10 +103,10 @@ def loader_options(num_workers: int, persistent: bool, prefetch_factor: int, dev
 
 
 def sample_bytes(codec: CodecConfig, training: bool) -> int:
-    """Bytes one item puts in shared memory: the uint8 crop, plus the float32 heatmaps and weights in training."""
-    (w, h), (hw, hh) = codec.input_size, codec.heatmap_size
-    crop = 3 * w * h
-    return crop + (4 * NUM_KEYPOINTS * (hw * hh + 1) if training else 0)
+    """Bytes one for_device item puts in shared memory: the uint8 crop, plus in training the float32 crop
+    keypoints and visibility (the heatmaps are made on the device)."""
+    w, h = codec.input_size
+    return 3 * w * h + (4 * NUM_KEYPOINTS * 3 if training else 0)
 
 
 def check_shm(num_workers: int, prefetch_factor: int, batch: int, bytes_per_sample: int, key: str = "train",

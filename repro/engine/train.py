@@ -119,10 +119,10 @@ def build_datasets(cfg: RunConfig):
     d = cfg.data
     train_ds = TopDownCocoDataset(d.train_ann, d.train_images, cfg.codec, cfg.augment, is_training=True,
                                   seed=cfg.seed, skip_corrupt=cfg.train.skip_corrupt_images,
-                                  reduced_decode=cfg.train.reduced_decode, uint8_images=True)
+                                  reduced_decode=cfg.train.reduced_decode, for_device=True)
     val_ds = TopDownCocoDataset(d.val_ann, d.val_images, cfg.codec, cfg.augment, is_training=False,
                                 det_file=None if cfg.eval.use_gt_bbox else d.det_file,
-                                det_score_thr=cfg.eval.det_score_thr, uint8_images=True)
+                                det_score_thr=cfg.eval.det_score_thr, for_device=True)
     return train_ds, val_ds
 
 
@@ -159,8 +159,18 @@ class Step:
     channels_last: bool = False
 
 
+def training_targets(batch: dict, codec_cfg: config.CodecConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, H, W) heatmaps and (B, K) weights on `device`: encoded there from the crop keypoints that
+    for_device workers send, or moved as workers of the float path encoded them."""
+    if "heatmaps" in batch:
+        target = batch["heatmaps"].to(device, non_blocking=True)
+        return target, batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
+    return codec.encode_targets(batch["keypoints"].to(device, non_blocking=True),
+                                batch["visible"].to(device, non_blocking=True), codec_cfg)
+
+
 def train_one_epoch(model, optimizer, lr_scheduler, loader, device, epoch: int, step: Step,
-                    run: runlog.RunLog, log_interval: int, epochs: int) -> dict:
+                    run: runlog.RunLog, log_interval: int, epochs: int, codec_cfg: config.CodecConfig) -> dict:
     """One pass over `loader`; returns {"loss", "acc_pose", "time", "samples"} of this epoch.
 
     Raises:
@@ -173,8 +183,7 @@ def train_one_epoch(model, optimizer, lr_scheduler, loader, device, epoch: int, 
     bar = run.progress(loader, epoch, epochs)
     for i, batch in enumerate(bar):
         images = normalize_images(batch["img"].to(device, non_blocking=True))   # uint8 from the workers
-        target = batch["heatmaps"].to(device, non_blocking=True)
-        weight = batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
+        target, weight = training_targets(batch, codec_cfg, device)
         if step.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         data_time = time.perf_counter() - end
@@ -487,7 +496,7 @@ def _fit(cfg, out_dir, env, state, resuming, run, tracker, diff, evaluate, refer
         t0 = time.perf_counter()
         set_epoch(loader, epoch, cfg.seed, env.rank)
         stats = train_one_epoch(ddp, optimizer, scheduler, loader, env.device, epoch, step, run,
-                                cfg.train.log_interval, cfg.train.epochs)
+                                cfg.train.log_interval, cfg.train.epochs, cfg.codec)
         distributed.average_buffers(model)   # mmengine SyncBuffersHook: per-GPU BN stats -> their mean
         run.epoch_end(epoch, {"loss": stats["loss"], "acc_pose": stats["acc_pose"], "time": stats["time"],
                               "lr": optimizer.param_groups[0]["lr"]})

@@ -201,7 +201,7 @@ def build_test_dataset(cfg: RunConfig, use_gt_bbox: bool) -> TopDownCocoDataset:
     det_file = None if use_gt_bbox else cfg.data.det_file
     dataset = TopDownCocoDataset(cfg.data.val_ann, cfg.data.val_images, cfg.codec, cfg.augment,
                                  is_training=False, det_file=det_file, det_score_thr=cfg.eval.det_score_thr,
-                                 uint8_images=True)
+                                 for_device=True)
     if det_file is not None and len(dataset) == 0:
         raise DatasetError(f"{det_file}: no person boxes (category_id 1, score >= {cfg.eval.det_score_thr})")
     return dataset

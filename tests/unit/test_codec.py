@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from repro.codec import decode, encode, flip_back, heatmap_maximum, to_image
+from repro.codec import decode, encode, encode_targets, flip_back, gaussian_patch, heatmap_maximum, to_image
 from repro.keypoints import FLIP_INDICES, NUM_KEYPOINTS
 
 
@@ -71,6 +71,30 @@ def test_encode_matches_the_loop_reference_over_random_keypoints(codec):
     ref_hm, ref_w = reference_encode(kp, vis, codec)
     np.testing.assert_array_equal(w, ref_w)
     np.testing.assert_allclose(hm, ref_hm, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dims", [(), (5,)])
+def test_encode_targets_on_the_device_equals_encode_bit_for_bit(codec, dims):
+    """Keypoints inside, on the border of and outside the crop, invisible ones, and a batch dimension."""
+    rng = np.random.default_rng(3)
+    W, H = codec.input_size
+    shape = (*dims, 300)
+    kp = np.stack([rng.uniform(-150, W + 150, shape), rng.uniform(-150, H + 150, shape)], -1).astype(np.float32)
+    kp[..., :4, :] = [[-7.0, 40.0], [-12.0, 40.0], [8.0 * (codec.heatmap_size[0] + 6) - 4, 40.0], [40.0, 40.0]]
+    vis = (rng.random(shape) > 0.2).astype(np.float32)
+    hm, w = encode(kp, vis, codec)
+    t_hm, t_w = encode_targets(torch.from_numpy(kp), torch.from_numpy(vis), codec)
+    assert t_hm.dtype == torch.float32 and t_w.dtype == torch.float32
+    np.testing.assert_array_equal(t_hm.numpy(), hm)
+    np.testing.assert_array_equal(t_w.numpy(), w)
+    assert 0 < (w == 0).sum() < w.size and (hm > 0).any()
+
+
+def test_gaussian_patch_is_the_pasted_window(codec):
+    r = int(3 * codec.sigma)
+    patch = gaussian_patch(codec.sigma)
+    hm, _ = encode(np.array([[8.0 * 12, 8.0 * 14]]), np.ones(1), codec)   # window inside the map
+    np.testing.assert_array_equal(hm[0, 14 - r:14 + r + 1, 12 - r:12 + r + 1], patch)
 
 
 def test_encode_vectorises_over_batch(codec):

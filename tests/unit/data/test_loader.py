@@ -1,6 +1,7 @@
-"""The loader (repro/data/loader.py): uint8 crops normalised on the device bit-identically to the worker-side
-float path on the real COCO sample, persistent workers that follow set_epoch, one-thread workers, the "auto"
-worker count, the /dev/shm check, and the config items (num_workers auto, reduced_decode labels the run open)."""
+"""The loader (repro/data/loader.py): uint8 crops normalised and targets encoded on the device bit-identically
+to the worker-side float path on the real COCO sample, persistent workers that follow set_epoch, one-thread
+workers that reuse freed memory, the "auto" worker count, the /dev/shm check, and the config items (num_workers
+auto, reduced_decode labels the run open)."""
 import dataclasses
 import logging
 import platform
@@ -9,12 +10,13 @@ import resource
 import cv2
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from repro import config, recipe
 from repro.data import loader
 from repro.data.coco import TopDownCocoDataset
 from repro.data.transforms import normalize_images
+from repro.engine import train
 from tests.unit.conftest import AUG
 
 
@@ -23,18 +25,27 @@ def sample(root, codec, **kw):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_uint8_crops_normalised_on_the_device_equal_the_float_path(coco_sample, codec, training):
+def test_device_items_finished_on_the_device_equal_the_float_path(coco_sample, codec, training):
+    """uint8 crops normalised, and crop keypoints encoded, where the training step runs: bit-identical."""
     det = None if training else coco_sample / "test_coco_det_AP_H_56.json"
     floats = sample(coco_sample, codec, is_training=training, det_file=det, seed=5)
-    uint8 = sample(coco_sample, codec, is_training=training, det_file=det, seed=5, uint8_images=True)
+    device = sample(coco_sample, codec, is_training=training, det_file=det, seed=5, for_device=True)
     indices = range(len(floats)) if training else range(0, len(floats), 9)   # 12 train items, 14 of 118 boxes
-    a = torch.stack([floats[i]["img"] for i in indices])
-    raw = torch.stack([uint8[i]["img"] for i in indices])
-    assert raw.dtype == torch.uint8 and raw.shape == a.shape
-    kept = raw.clone()
-    b = normalize_images(raw)
-    assert b.dtype == torch.float32 and torch.equal(a, b)   # bit-identical, not close
-    assert torch.equal(raw, kept)   # normalised in a new buffer: the batch itself is left as it came
+    for epoch in (0, 1, 2) if training else (0,):   # other flips, half bodies and rotations each epoch
+        floats.set_epoch(epoch)
+        device.set_epoch(epoch)
+        a = default_collate([floats[i] for i in indices])
+        b = default_collate([device[i] for i in indices])
+        assert b["img"].dtype == torch.uint8 and b["img"].shape == a["img"].shape
+        kept = b["img"].clone()
+        img = normalize_images(b["img"])
+        assert img.dtype == torch.float32 and torch.equal(a["img"], img)   # bit-identical, not close
+        assert torch.equal(b["img"], kept)   # normalised in a new buffer: the batch itself is left as it came
+        if training:
+            assert "heatmaps" not in b   # 4·K·h·w bytes less per item in shared memory
+            heatmaps, weights = train.training_targets(b, codec, torch.device("cpu"))
+            assert torch.equal(heatmaps, a["heatmaps"]) and torch.equal(weights, a["weights"])
+            assert (weights == 0).any() and (weights == 1).any()
 
 
 def test_normalize_images_leaves_float_images_alone():
@@ -79,7 +90,7 @@ def test_workers_reuse_freed_image_memory(coco_sample):
     """glibc's default hands each decoded image's pages back, so every item faulted in ~350 fresh pages (1.4x
     slower). Counted in a worker: the setting is the worker's own, and bench_gpu's old loader has none."""
     from tests.unit.conftest import SIZES
-    ds = sample(coco_sample, SIZES["256x192"], is_training=True, uint8_images=True)
+    ds = sample(coco_sample, SIZES["256x192"], is_training=True, for_device=True)
     dl = DataLoader(DecodeFaults(ds), batch_size=None, **loader.loader_options(1, False, 2, "cpu"))
     faults = float(next(iter(dl)))
     assert faults < 20, f"{faults:.0f} page faults per item"
@@ -87,8 +98,8 @@ def test_workers_reuse_freed_image_memory(coco_sample):
 
 def test_persistent_workers_follow_set_epoch(coco_sample):
     from tests.unit.conftest import SIZES
-    ds = sample(coco_sample, SIZES["256x192"], is_training=True, seed=1, uint8_images=True)
-    ref = sample(coco_sample, SIZES["256x192"], is_training=True, seed=1, uint8_images=True)
+    ds = sample(coco_sample, SIZES["256x192"], is_training=True, seed=1, for_device=True)
+    ref = sample(coco_sample, SIZES["256x192"], is_training=True, seed=1, for_device=True)
     dl = DataLoader(ds, batch_size=4, **loader.loader_options(2, True, 2, "cpu"))
     seen = []
     for epoch in (0, 1):
@@ -123,7 +134,7 @@ def test_local_world_size_from_torchrun_or_slurm(monkeypatch, env, expected):
 def test_shm_check_refuses_a_prefetch_that_does_not_fit(codec, caplog):
     item = loader.sample_bytes(codec, training=True)
     w, h = codec.input_size
-    assert item == 3 * w * h + 4 * 17 * (codec.heatmap_size[0] * codec.heatmap_size[1] + 1)
+    assert item == 3 * w * h + 4 * 17 * 3   # uint8 crop, float32 (x, y, visible) per keypoint
     need = 10 * 2 * 64 * item
     with pytest.raises(loader.LoaderError, match=r"train.num_workers/train.prefetch_factor: .*10 workers x 2 "
                                                  r"prefetch x 64 batch.*64 MiB free"):

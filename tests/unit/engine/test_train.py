@@ -16,6 +16,7 @@ from repro import config, distributed, recipe
 from repro.config import TrainConfig
 from repro.engine import runlog, train
 from tests.conftest import CONFIGS, REPO
+from tests.unit.conftest import SIZES
 
 
 def _train_cfg(**over) -> TrainConfig:
@@ -313,7 +314,7 @@ def test_non_finite_loss_stops_with_a_clear_error():
 
     with pytest.raises(FloatingPointError, match="non-finite loss nan at epoch 1, iteration 1"):
         train.train_one_epoch(model, opt, sched, Loader([bad]), torch.device("cpu"), 0,
-                              train.Step(), runlog.RunLog(".", enabled=False), 1, 1)
+                              train.Step(), runlog.RunLog(".", enabled=False), 1, 1, SIZES["256x192"])
     assert torch.isfinite(model.conv.weight).all()   # no step was taken
 
 

@@ -30,7 +30,7 @@ class DecodeEveryBox(Dataset):
 
 def det_sample(root):
     return TopDownCocoDataset(root / "test_coco.json", root, SIZES["256x192"], AUG, is_training=False,
-                              det_file=root / "test_coco_det_AP_H_56.json", uint8_images=True)
+                              det_file=root / "test_coco_det_AP_H_56.json", for_device=True)
 
 
 def test_each_image_is_decoded_once(coco_sample):
