@@ -25,6 +25,7 @@ import argparse
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -49,6 +50,7 @@ from repro.codec import encode_targets  # noqa: E402
 from repro.data.transforms import normalize_images  # noqa: E402
 from repro.report.plan import read_table  # noqa: E402
 
+TARGET_RATIO = 1.3   # issue 23: the new loader's samples/s per worker core over the old one's, at 256x192
 FLOP = {"256x192": (127.472e9, 376.302e9), "384x288": (286.813e9, 846.679e9)}   # fwd, fwd+bwd (tests/unit/test_plan_gpu.py)
 
 
@@ -263,12 +265,17 @@ def render(result: dict) -> str:
         L.append(f"| {r['workers']} | {r['before_s']} | {r['after_s']} | {r['ratio_per_worker']} | "
                  f"{r['before_per_cpu_s']} | {r['after_per_cpu_s']} | {r['ratio_per_cpu_s']} |")
     L.append(f"\nCeiling, JPEG decode alone in one thread: {ld['decode_ceiling_per_core']} images per CPU-second.\n")
+    worst = min(min(r["ratio_per_worker"], r["ratio_per_cpu_s"]) for r in ld["rows"])
+    L.append(f"Target (issue 23): at least {TARGET_RATIO}x the old loader's samples/s per worker core. Lowest "
+             f"after / before above: {worst}, so the target is **{'met' if worst >= TARGET_RATIO else 'not met'}** "
+             "on this machine.\n")
     L.append("Workers one GPU would need (its derived training samples/s in repro/throughput.yaml / the new "
-             "loader's samples per CPU-second with 1 worker; each worker takes one core):\n")
-    L.append("| GPU row | workers at 256x192 |")
-    L.append("|---|---|")
+             "loader's samples per CPU-second with 1 worker; each worker takes one core), and the cores of an "
+             "8-GPU node they take with each GPU's training process:\n")
+    L.append("| GPU row | workers at 256x192 | cores of an 8-GPU node |")
+    L.append("|---|---|---|")
     for gpu, need in ld["workers_needed"].items():
-        L.append(f"| {gpu} | {need['256x192']} |")
+        L.append(f"| {gpu} | {need['256x192']} | {8 * (math.ceil(need['256x192']) + 1)} |")
     gpu = result.get("cuda")
     if gpu is None:
         L.append("\n**GPU part: did not run** (no CUDA device here). It is ready: run this script on a GPU.")
