@@ -43,10 +43,10 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from repro import atomic  # noqa: E402
+from repro.codec import encode_targets  # noqa: E402
 from repro.config import CPMConfig, load  # noqa: E402
 from repro.data import loader  # noqa: E402
 from repro.data.coco import TopDownCocoDataset  # noqa: E402
-from repro.codec import encode_targets  # noqa: E402
 from repro.data.transforms import normalize_images  # noqa: E402
 from repro.report.plan import read_table  # noqa: E402
 
@@ -168,16 +168,15 @@ def loader_part(args) -> dict:
             runs["before"].append(measure_in_fresh_process(args, w, new=False))
             runs["after"].append(measure_in_fresh_process(args, w, new=True))
         med = {side: {key: statistics.median(r[key] for r in rs) for key in rs[0]} for side, rs in runs.items()}
-        rows.append({"workers": w,
-                     "before_s": round(med["before"]["samples_s"], 1), "after_s": round(med["after"]["samples_s"], 1),
-                     "before_per_worker": round(med["before"]["samples_s"] / w, 1),
-                     "after_per_worker": round(med["after"]["samples_s"] / w, 1),
-                     "ratio_per_worker": round(med["after"]["samples_s"] / med["before"]["samples_s"], 3),
-                     "before_per_cpu_s": round(med["before"]["samples_per_cpu_s"], 1),
-                     "after_per_cpu_s": round(med["after"]["samples_per_cpu_s"], 1),
-                     "ratio_per_cpu_s": round(med["after"]["samples_per_cpu_s"] / med["before"]["samples_per_cpu_s"], 3),
-                     "device_share_cpu_ms": round(med["after"]["device_share_cpu_ms_per_sample"], 3),
-                     "runs": runs})
+        before, after = med["before"], med["after"]
+        rows.append({"workers": w, "before_s": round(before["samples_s"], 1), "after_s": round(after["samples_s"], 1),
+                     "before_per_worker": round(before["samples_s"] / w, 1),
+                     "after_per_worker": round(after["samples_s"] / w, 1),
+                     "ratio_per_worker": round(after["samples_s"] / before["samples_s"], 3),
+                     "before_per_cpu_s": round(before["samples_per_cpu_s"], 1),
+                     "after_per_cpu_s": round(after["samples_per_cpu_s"], 1),
+                     "ratio_per_cpu_s": round(after["samples_per_cpu_s"] / before["samples_per_cpu_s"], 3),
+                     "device_share_cpu_ms": round(after["device_share_cpu_ms_per_sample"], 3), "runs": runs})
     ceiling = decode_ceiling(training_items(args, for_device=False).ds)
     per_core = rows[0]["after_per_cpu_s"]   # what one busy core delivers, the process's share included
     need = {gpu: {"256x192": round(row["train"]["256x192"] / per_core, 1)}   # the size the loader ran at

@@ -73,7 +73,8 @@ def gaussian_patch(sigma: float) -> np.ndarray:
     return np.exp(-d2 / np.float32(2 * sigma ** 2)).astype(np.float32)
 
 
-def encode_targets(keypoints: torch.Tensor, visible: torch.Tensor, cfg: CodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_targets(keypoints: torch.Tensor, visible: torch.Tensor,
+                   cfg: CodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """`encode` on the keypoints' device: what loader workers leave to the GPU (they send 17 points, not 208 KB
     of maps at 256x192). The window arithmetic is `encode`'s step for step (float32 division and rounding,
     float64 window bounds); the values are copies of numpy's `gaussian_patch`, so the device's own exp never
