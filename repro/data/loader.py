@@ -103,6 +103,31 @@ def loader_options(num_workers: int, persistent: bool, prefetch_factor: int, dev
     return options
 
 
+class WorkerRunBatches(torch.utils.data.Sampler):
+    """The sequential batches of `batch_size` over n items, yielded so that each of `workers` loader workers gets
+    one contiguous run of them: the loader hands its i-th batch to worker i % workers, and runs differ in length
+    by at most one batch, longest first. For evaluation: a test-mode dataset keeps the last decoded image and an
+    image's boxes are consecutive, so each image is decoded once, but for the at most workers - 1 that straddle
+    two runs (dealt in order, every worker decoded nearly every image that spans two batches). The batches
+    themselves are today's, box for box; `order` (positions in yield order) puts the rows back.
+    """
+
+    def __init__(self, n: int, batch_size: int, workers: int):
+        batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+        w = max(1, workers)
+        q, extra = divmod(len(batches), w)
+        ends = np.cumsum([q + (k < extra) for k in range(w)])
+        runs = [batches[end - (q + (k < extra)):end] for k, end in enumerate(ends)]
+        self.batches = [run[j] for j in range(q + (extra > 0)) for run in runs if j < len(run)]
+        self.order = np.array([i for batch in self.batches for i in batch], np.int64)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def sample_bytes(codec: CodecConfig, training: bool) -> int:
     """Bytes one for_device item puts in shared memory: the uint8 crop, plus in training the float32 crop
     keypoints and visibility (the heatmaps are made on the device)."""

@@ -141,27 +141,30 @@ def score(preds: Predictions, coco_gt: COCO, eval_cfg: EvalConfig) -> tuple[list
     return results, {**coco_keypoint_eval(coco_gt, results), "num_boxes": len(preds)}
 
 
-def _loader(dataset, eval_cfg: EvalConfig, device) -> DataLoader:
-    """Sized like the training loader (repro.data.loader): eval.num_workers "auto" is the cores per local process."""
+def predict_dataset(model, dataset, eval_cfg: EvalConfig, device) -> Predictions:
+    """`predict` over every box of `dataset`, rows in its order. The loader is sized like the training one
+    (repro.data.loader: eval.num_workers "auto" is the cores per local process), and each of its workers takes
+    one contiguous run of the batches (repro.data.loader.WorkerRunBatches), so that an image is decoded once."""
     workers = data_loader.resolve_num_workers(eval_cfg.num_workers, data_loader.local_world_size())
-    return DataLoader(dataset, batch_size=eval_cfg.batch_size, shuffle=False,
-                      **data_loader.loader_options(workers, eval_cfg.persistent_workers, eval_cfg.prefetch_factor,
-                                              torch.device(device).type))
+    batches = data_loader.WorkerRunBatches(len(dataset), eval_cfg.batch_size, workers)
+    loader = DataLoader(dataset, batch_sampler=batches,
+                        **data_loader.loader_options(workers, eval_cfg.persistent_workers, eval_cfg.prefetch_factor,
+                                                     torch.device(device).type))
+    return predict(model, loader, device, eval_cfg).take(np.argsort(batches.order, kind="stable"))
 
 
-def shard_rows_to_dataset_order(n: int, world: int) -> np.ndarray:
-    """Rows of the rank-by-rank concatenation of strided shards (rank r: boxes r, r + world, ...) in
-    dataset order. OKS-NMS breaks score ties by an image's row order, as mmpose's CocoMetric does by
-    instance id, so the gathered rows must be in dataset order."""
-    return np.argsort(np.concatenate([np.arange(r, n, world) for r in range(world)]), kind="stable")
+def shard(n: int, world: int, rank: int) -> range:
+    """Rank `rank`'s boxes: one contiguous run of n / world of them. Runs keep an image's boxes together
+    (one decode, on one rank), and the ranks' runs concatenated rank by rank are the dataset order."""
+    return range(rank * n // world, (rank + 1) * n // world)
 
 
 def validate(model, dataset, eval_cfg: EvalConfig, device) -> dict:
     """Evaluate `model` on a test-mode dataset from every rank; every rank gets the same metrics.
 
-    Under torch.distributed each rank predicts a strided shard (boxes rank, rank + world, ...: disjoint,
-    together all of them); rank 0 gathers the shards, post-processes and evaluates, and broadcasts the
-    metrics dict. Without a process group the whole dataset runs here.
+    Under torch.distributed each rank predicts a contiguous shard (`shard`: disjoint, together all of them);
+    rank 0 gathers the shards, post-processes and evaluates, and broadcasts the metrics dict. Without a process
+    group the whole dataset runs here.
 
     Args:
         model: the model, DDP-wrapped or not (the wrapper is bypassed: inference needs no collectives).
@@ -175,17 +178,15 @@ def validate(model, dataset, eval_cfg: EvalConfig, device) -> dict:
     if isinstance(model, DistributedDataParallel):
         model = model.module
     if not distributed.is_dist():
-        preds = predict(model, _loader(dataset, eval_cfg, device), device, eval_cfg)
+        preds = predict_dataset(model, dataset, eval_cfg, device)
         return score(preds, load_ground_truth(dataset.ann_file), eval_cfg)[1]
     rank, world = dist.get_rank(), dist.get_world_size()
-    shard = Subset(dataset, range(rank, len(dataset), world))
-    preds = predict(model, _loader(shard, eval_cfg, device), device, eval_cfg)
+    preds = predict_dataset(model, Subset(dataset, shard(len(dataset), world, rank)), eval_cfg, device)
     gathered = [None] * world
     dist.all_gather_object(gathered, preds)
     metrics = None
-    if rank == 0:
-        preds = Predictions.concat(gathered).take(shard_rows_to_dataset_order(len(dataset), world))
-        metrics = score(preds, load_ground_truth(dataset.ann_file), eval_cfg)[1]
+    if rank == 0:   # OKS-NMS breaks score ties by row order within an image: the rows are in dataset order
+        metrics = score(Predictions.concat(gathered), load_ground_truth(dataset.ann_file), eval_cfg)[1]
     return distributed.broadcast_object(metrics)
 
 
@@ -244,7 +245,7 @@ def evaluate_checkpoint(cfg: RunConfig, checkpoint: Path, out_dir: Path, use_gt_
     if cfg.eval.val_images is not None:   # tier A-subset: a seeded subset of the images, before inference
         ids = subset.select_image_ids(coco_gt.getImgIds(), cfg.eval.val_images, cfg.eval.val_seed)
         dataset, coco_gt = subset.restrict(dataset, coco_gt, ids)
-    preds = predict(model.to(device), _loader(dataset, cfg.eval, device), device, cfg.eval)
+    preds = predict_dataset(model.to(device), dataset, cfg.eval, device)
     results, metrics = score(preds, coco_gt, cfg.eval)
     if cfg.eval.val_images is not None:
         metrics = {**metrics, **subset.subset_record(coco_gt, results, ids, cfg.eval.val_seed,

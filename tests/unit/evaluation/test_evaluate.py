@@ -264,7 +264,7 @@ def test_the_smoke_eval_batch_gives_the_published_batchs_predictions_bit_for_bit
     boxes = torch.utils.data.Subset(evaluate.build_test_dataset(cfg, use_gt_bbox=False), range(16))
     published = config.load(REPO / "params.yaml", "256x192", profile="full").eval.batch_size
     assert cfg.eval.batch_size < published == 32
-    runs = [predict(model, evaluate._loader(boxes, eval_cfg, "cpu"), "cpu", eval_cfg)
+    runs = [evaluate.predict_dataset(model, boxes, eval_cfg, "cpu")
             for eval_cfg in (cfg.eval, dataclasses.replace(cfg.eval, batch_size=published))]
     for field in ("keypoints", "keypoint_scores", "bboxes", "bbox_scores", "areas"):
         assert np.array_equal(getattr(runs[0], field), getattr(runs[1], field)), field
@@ -298,11 +298,12 @@ def test_validate_distributed_shards_gathers_and_broadcasts(coco_sample, smoke_c
 
 
 @pytest.mark.parametrize("n, world", [(12, 3), (10, 4), (2, 3), (0, 2), (7, 1)])
-def test_gathered_shards_are_put_back_in_dataset_order(n, world):
-    """validate's ranks hold boxes r, r + world, ...; rank 0 concatenates them rank by rank. NMS breaks score
-    ties by row order within an image, so the rows must go back to dataset order before post-processing."""
-    gathered = np.concatenate([np.arange(r, n, world) for r in range(world)])
-    assert gathered[evaluate.shard_rows_to_dataset_order(n, world)].tolist() == list(range(n))
+def test_shards_are_contiguous_and_concatenate_to_the_dataset_order(n, world):
+    """validate's rank 0 concatenates the ranks' rows rank by rank. NMS breaks score ties by row order within
+    an image, so that must be the dataset order; contiguous shards also keep an image on one rank."""
+    shards = [evaluate.shard(n, world, r) for r in range(world)]
+    assert [i for s in shards for i in s] == list(range(n))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
 
 
 def test_predictions_take_keeps_the_rows_in_the_given_order():
