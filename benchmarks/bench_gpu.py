@@ -3,6 +3,10 @@
     .venv/bin/python benchmarks/bench_gpu.py                       # CPU: the loader part only
     .venv/bin/python benchmarks/bench_gpu.py --epochs 2 --out /tmp/b   # quick check
 
+reports/benchmarks/gpu_cpu_avx2.md is this script's output with every library held to AVX2 (OPENCV_CPU_DISABLE=
+AVX512F,AVX512-SKX,AVX512-COMMON,AVX512-CNL,AVX512-CLX,AVX512-ICL, NPY_DISABLE_CPU_FEATURES for numpy's AVX-512
+features, ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2; the report's note says so), renamed by hand.
+
 Loader (every machine): training items of the real COCO sample at 256x192, faithful decode, batch 16, for 1..N
 workers (N: the cores of this process's affinity), today's loader and the new one alternated --rounds times,
 each setting in a fresh process (so that neither OpenCV's thread count nor the heap setting of one reaches the
