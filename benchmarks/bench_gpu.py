@@ -181,12 +181,13 @@ def loader_part(args) -> dict:
                      "after_per_cpu_s": round(after["samples_per_cpu_s"], 1),
                      "ratio_per_cpu_s": round(after["samples_per_cpu_s"] / before["samples_per_cpu_s"], 3),
                      "device_share_cpu_ms": round(after["device_share_cpu_ms_per_sample"], 3), "runs": runs})
-    ceiling = decode_ceiling(training_items(args, for_device=False).ds)
+    items = training_items(args, for_device=False)
+    ceiling = decode_ceiling(items.ds)
     per_core = rows[0]["after_per_cpu_s"]   # what one busy core delivers, the process's share included
     need = {gpu: {"256x192": round(row["train"]["256x192"] / per_core, 1)}   # the size the loader ran at
             for gpu, row in read_table()["devices"].items() if gpu.startswith(("v100", "a100", "h100"))}
     return {"rows": rows, "decode_ceiling_per_core": round(ceiling, 1), "workers_needed": need, "cores": cores,
-            "items_per_epoch": len(training_items(args, for_device=False)), "batch": args.batch, "epochs": args.epochs,
+            "items_per_epoch": len(items), "batch": args.batch, "epochs": args.epochs,
             "rounds": args.rounds}
 
 

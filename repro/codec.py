@@ -75,7 +75,7 @@ def gaussian_patch(sigma: float) -> np.ndarray:
 
 def encode_targets(keypoints: torch.Tensor, visible: torch.Tensor,
                    cfg: CodecConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """`encode` on the keypoints' device: what loader workers leave to the GPU (they send 17 points, not 208 KB
+    """`encode` on the keypoints' device: what loader workers leave to the GPU (they send 17 points, not 52 KB
     of maps at 256x192). The window arithmetic is `encode`'s step for step (float32 division and rounding,
     float64 window bounds); the values are copies of numpy's `gaussian_patch`, so the device's own exp never
     enters and the maps equal `encode`'s bit for bit.

@@ -5,7 +5,8 @@
     DataLoader(ds, ..., **loader_options(workers, persistent, prefetch, device.type))
 
 Crops leave the workers as uint8 (3·H·W bytes instead of 12·H·W) and are normalised on the device
-(repro.data.transforms.normalize_images). Each worker runs OpenCV and torch on one thread: N workers per
+(repro.data.transforms.normalize_images); training targets leave as crop keypoints and are drawn there
+(repro.codec.encode_targets). Each worker runs OpenCV and torch on one thread: N workers per
 process already use the cores, and OpenCV's default (one thread per core, in every worker) oversubscribes them.
 Workers also keep freed memory on their heap (`keep_freed_memory`).
 """
@@ -116,9 +117,10 @@ class WorkerRunBatches(torch.utils.data.Sampler):
         batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
         w = max(1, workers)
         q, extra = divmod(len(batches), w)
-        ends = np.cumsum([q + (k < extra) for k in range(w)])
-        runs = [batches[end - (q + (k < extra)):end] for k, end in enumerate(ends)]
-        self.batches = [run[j] for j in range(q + (extra > 0)) for run in runs if j < len(run)]
+        lengths = [q + (k < extra) for k in range(w)]
+        starts = np.cumsum([0] + lengths[:-1])
+        runs = [batches[start:start + length] for start, length in zip(starts, lengths)]
+        self.batches = [run[j] for j in range(lengths[0]) for run in runs if j < len(run)]
         self.order = np.array([i for batch in self.batches for i in batch], np.int64)
 
     def __iter__(self):

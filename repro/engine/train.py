@@ -160,11 +160,8 @@ class Step:
 
 
 def training_targets(batch: dict, codec_cfg: config.CodecConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, K, H, W) heatmaps and (B, K) weights on `device`: encoded there from the crop keypoints that
-    for_device workers send, or moved as workers of the float path encoded them."""
-    if "heatmaps" in batch:
-        target = batch["heatmaps"].to(device, non_blocking=True)
-        return target, batch["weights"].to(device, non_blocking=True).reshape(target.shape[:2])
+    """(B, K, H, W) heatmaps and (B, K) weights, encoded on `device` from the crop keypoints of for_device items
+    (build_datasets)."""
     return codec.encode_targets(batch["keypoints"].to(device, non_blocking=True),
                                 batch["visible"].to(device, non_blocking=True), codec_cfg)
 

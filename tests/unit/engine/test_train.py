@@ -16,7 +16,6 @@ from repro import config, distributed, recipe
 from repro.config import TrainConfig
 from repro.engine import runlog, train
 from tests.conftest import CONFIGS, REPO
-from tests.unit.conftest import SIZES
 
 
 def _train_cfg(**over) -> TrainConfig:
@@ -306,15 +305,15 @@ def test_non_finite_loss_stops_with_a_clear_error():
     model = _OneStage()
     opt = train.build_optimizer(model, _train_cfg())
     sched = train.build_lr_scheduler(opt, _train_cfg(), 1)
-    bad = {"img": torch.full((1, 3, 2, 2), math.nan), "heatmaps": torch.zeros(1, 2, 2, 2),
-           "weights": torch.ones(1, 2)}
+    bad = {"img": torch.full((1, 3, 2, 2), math.nan), "keypoints": torch.zeros(1, 2, 2), "visible": torch.ones(1, 2)}
 
     class Loader(list):
         sampler = type("S", (), {"num_replicas": 1, "__len__": lambda self: 1})()
 
     with pytest.raises(FloatingPointError, match="non-finite loss nan at epoch 1, iteration 1"):
         train.train_one_epoch(model, opt, sched, Loader([bad]), torch.device("cpu"), 0,
-                              train.Step(), runlog.RunLog(".", enabled=False), 1, 1, SIZES["256x192"])
+                              train.Step(), runlog.RunLog(".", enabled=False), 1, 1,
+                              config.CodecConfig((16, 16), (2, 2), 2.0))   # 2x2 targets, as the model's maps
     assert torch.isfinite(model.conv.weight).all()   # no step was taken
 
 
